@@ -1,0 +1,59 @@
+"""Shared pieces of the commands: error reporting, logging set-up, the console."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from rgfl.errors import RgflError
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Route rgfl's library logging to stderr once (warnings by default, info with -v)."""
+    logger = logging.getLogger("rgfl")
+    if not any(isinstance(handler, RichHandler) for handler in logger.handlers):
+        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` and return an Exit to raise."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+def handle_errors(command: F) -> F:
+    """Turn user errors into one line on stderr and a non-zero exit, never a traceback.
+
+    RgflError (bad data, bad options) and OSError (missing, unreadable or unwritable files) exit
+    with 2; Ctrl-C exits with 130 after the command has cleaned up (writes are atomic).
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except RgflError as error:
+            raise fail(str(error)) from None
+        except OSError as error:
+            where = f": {error.filename}" if getattr(error, "filename", None) else ""
+            raise fail(f"{error.strerror or error}{where}") from None
+        except KeyboardInterrupt:
+            console.print("interrupted; finished files are kept, partial ones were removed")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,50 @@
+"""The ``rgfl`` Typer app: registers the commands of the chain.
+
+Command modules import torch-heavy code inside their command bodies so that ``rgfl --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rgfl import __version__
+from rgfl.cli.common import setup_logging
+
+app = typer.Typer(
+    name="rgfl",
+    help=(
+        "Rotated object detection on DOTA-format aerial images with rotated GFL.\n\n"
+        "Chain: rgfl split -> rgfl train -> rgfl eval / rgfl merge-submit."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rgfl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    setup_logging(verbose)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
