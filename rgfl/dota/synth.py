@@ -319,9 +319,9 @@ def _background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     # Low-frequency colour variation: a coarse random grid upsampled smoothly.
     grid = (max(2, height // 128), max(2, width // 128))
     coarse = rng.normal(0.0, 14.0, size=grid + (1,)) + rng.normal(0.0, 4.0, size=grid + (3,))  # mostly brightness
-    coarse = coarse.astype(np.float32)
-    low = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-    canvas = np.clip(low + base[::-1], 0, 255).astype(np.uint8)
+    coarse = np.clip(coarse + base[::-1], 0, 255).astype(np.uint8)
+    # Upsampling in uint8 (saturating) keeps full-resolution float arrays out of the hot path.
+    canvas = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     # Fields: large irregular quadrilaterals of slightly different tone.
     area = height * width
     for _ in range(int(rng.integers(2, 6 + area // 1_000_000))):

@@ -207,3 +207,10 @@ def test_bad_probabilities_are_rejected():
         T.RandomFlip(0.6, 0.6)
     with pytest.raises(ValueError, match="min_scale"):
         T.RandomResize(1.5, 0.5)
+
+
+def test_images_without_objects_pass_every_transform():
+    sample = T.Sample(np.zeros((40, 60, 3), np.uint8), np.zeros((0, 8)), np.zeros(0, np.int64), np.zeros(0, bool), "empty")
+    for function in list(EXACT.values()) + [lambda s: T.rotate(s, 33.0), lambda s: T.resize(s, 0.5)]:
+        moved = function(sample)
+        assert moved.polygons.shape == (0, 8) and moved.labels.shape == (0,) and moved.ignore.shape == (0,)
