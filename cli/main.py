@@ -45,6 +45,9 @@ def root(
 from rgfl.cli.split import split_command  # noqa: E402
 
 app.command("split")(split_command)
+from rgfl.cli.synth import synth_command  # noqa: E402
+
+app.command("synth")(synth_command)
 
 
 def main() -> None:
