@@ -48,3 +48,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+from rgfl.cli.evaluate import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
