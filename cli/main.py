@@ -56,3 +56,11 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+from rgfl.cli.evaluate import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
+
+from rgfl.cli.merge_submit import merge_submit_command  # noqa: E402
+
+app.command("merge-submit")(merge_submit_command)
