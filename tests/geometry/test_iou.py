@@ -232,3 +232,14 @@ def test_environment_variable_selects_backend(monkeypatch):
     except Exception:
         with pytest.raises(RuntimeError, match="mmcv"):
             box_iou_rotated(boxes1, boxes2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_negative_sides_count_as_zero_and_half_precision(backend):
+    boxes = torch.tensor([[0.0, 0.0, -4.0, 2.0, 0.0], [0.0, 0.0, 4.0, 2.0, 0.0]])
+    assert box_iou_rotated(boxes, boxes, aligned=True, backend=backend).tolist() == [0.0, 1.0]
+    boxes1, boxes2 = random_pairs(200, seed=4)
+    expected = shapely_iou(boxes1.half(), boxes2.half())
+    got = box_iou_rotated(boxes1.half(), boxes2.half(), aligned=True, backend=backend)
+    assert got.dtype == torch.float16
+    np.testing.assert_allclose(got.double().numpy(), expected, atol=2e-3)  # float16 output rounding
