@@ -468,7 +468,14 @@ def split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool = 
         return result
 
     height, width = image.shape[:2]
-    record: dict = {"stem": task.stem, "file": task.image_path.name, "width": width, "height": height, "patches": []}
+    record: dict = {
+        "stem": task.stem,
+        "file": task.image_path.name,
+        "width": width,
+        "height": height,
+        "gsd": labels.gsd,
+        "patches": [],
+    }
     for rate in config.rates:
         resized = resized_size(width, height, rate)
         windows = sliding_windows(resized[0], resized[1], config.size, config.step, config.img_rate_thr)
