@@ -37,6 +37,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -624,7 +625,7 @@ def _prepare_out(out: Path, parameters: dict, src: Path) -> None:
                 f"{out} holds a split made with other parameters ({', '.join(changed)} differ); "
                 "use an empty output folder or the same options"
             )
-    elif out.is_dir() and any(out.iterdir()) and not (out / "images").is_dir():
+    elif out.is_dir() and any(out.iterdir()):
         raise InputError(f"{out} is not empty and is not an rgfl split folder; choose an empty or new folder")
     if out.resolve() == src.resolve():
         raise InputError("the output folder must differ from the source folder")
@@ -640,6 +641,14 @@ def _prepare_out(out: Path, parameters: dict, src: Path) -> None:
 def _worker_init() -> None:
     # One worker per core: OpenCV's own thread pool would only compete with the other workers.
     cv2.setNumThreads(1)
+    # Ctrl-C is the parent's to handle (it stops the pool); the SIGTERM it then sends unwinds the
+    # worker through the atomic writes' cleanup instead of killing it mid-write.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _run_task(args: tuple[ImageTask, Path, SplitConfig, bool]) -> ImageResult:
