@@ -150,6 +150,29 @@ ULTRA_POOL = textwrap.dedent(
 )
 
 
+RGFL_CPU = textwrap.dedent(
+    """
+    import sys, time
+    from rgfl.dota.split import SplitConfig, split_dataset
+
+    if __name__ == "__main__":
+        summary = split_dataset(sys.argv[1], sys.argv[2], SplitConfig(ext=sys.argv[4]), workers=int(sys.argv[3]))
+        print(time.process_time() + summary.cpu_seconds)
+    """
+)
+
+
+def rgfl_cpu(src: Path, out: Path, workers: int, ext: str, script: Path) -> float:
+    """CPU seconds of an rgfl split: its main process plus what the workers report per image.
+
+    (RUSAGE_CHILDREN cannot see rgfl's workers: they are forked by multiprocessing's fork server.)
+    """
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    result = subprocess.run([sys.executable, str(script), str(src), str(out), str(workers), ext],
+                            check=True, capture_output=True, text=True)
+    return float(result.stdout.split()[-1])
+
+
 def run_ultralytics(python: str, yolo: Path, out: Path, workers: int, ext: str, script: Path) -> tuple[float, float]:
     subprocess.run(["rm", "-rf", str(out)], check=True)
     return timed([python, str(script), str(yolo), str(out), str(workers), ext])
@@ -243,19 +266,25 @@ def main() -> None:
     have_ultra = bool(args.ultralytics_python) and Path(args.ultralytics_python).exists()
     script = args.work / "ultra_pool.py"
     script.write_text(ULTRA_POOL)
+    cpu_script = args.work / "rgfl_cpu.py"
+    cpu_script.write_text(RGFL_CPU)
     for _ in range(args.repeats):
         # Interleave tools so that machine noise hits all of them alike.
-        results.setdefault("rgfl png", []).append(run_rgfl(src, args.work / "out_rgfl", args.workers, []))
+        wall, _ = run_rgfl(src, args.work / "out_rgfl", args.workers, [])
+        cpu = rgfl_cpu(src, args.work / "out_rgfl_cpu", args.workers, "png", cpu_script)
+        results.setdefault("rgfl png", []).append((wall, cpu))
         if have_ultra:
             results.setdefault("ultralytics png (pool)", []).append(
                 run_ultralytics(args.ultralytics_python, args.work / "yolo", args.work / "out_ul_png", args.workers, "png", script))
-    results["rgfl jpg"] = [run_rgfl(src, args.work / "out_rgfl_jpg", args.workers, ["--ext", "jpg"])]
+    wall, _ = run_rgfl(src, args.work / "out_rgfl_jpg", args.workers, ["--ext", "jpg"])
+    results["rgfl jpg"] = [(wall, rgfl_cpu(src, args.work / "out_rgfl_cpu", args.workers, "jpg", cpu_script))]
     if have_ultra:
         results["ultralytics as shipped (1 process, jpg)"] = [
             run_ultralytics(args.ultralytics_python, args.work / "yolo", args.work / "out_ul_jpg", 0, "jpg", script)]
 
     print()
-    print("s/image: median wall seconds per image; CPU s/image: user+sys of all its processes (robust to a busy machine)")
+    print("s/image: median wall seconds per image (the CLI for rgfl); CPU s/image: user+sys of all its processes,")
+    print("robust to a busy machine (rgfl: a separate library run, main process + workers' per-image CPU)")
     print(f"{'tool':42s} {'workers':>7s} {'s/image':>8s} {'CPU s/image':>11s} {'wall vs rgfl':>12s} {'CPU vs rgfl':>11s} {'patches':>8s} {'MB written':>10s}")
     base = statistics.median(t for t, _ in results["rgfl png"]) / n
     base_cpu = statistics.median(c for _, c in results["rgfl png"]) / n

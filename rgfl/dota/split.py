@@ -357,6 +357,7 @@ class ImageResult:
     problems: list[Problem] = field(default_factory=list)
     resumed: bool = False
     error: str | None = None  # strict mode: the first problem, as the message to stop with
+    cpu_seconds: float = 0.0  # CPU time the worker spent on this image
 
 
 def _source_stamp(path: Path) -> list[int]:
@@ -445,6 +446,13 @@ def split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool = 
 
     Bad input is reported in the result (``problems``; with ``strict`` as ``error``), never raised.
     """
+    cpu_start = time.process_time()
+    result = _split_image(task, out, config, strict)
+    result.cpu_seconds = time.process_time() - cpu_start
+    return result
+
+
+def _split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool) -> ImageResult:
     parameters = config.to_json()
     done = _load_marker(out, task, parameters)
     if done is not None:
@@ -563,6 +571,7 @@ class SplitSummary:
     dropped: int = 0
     bad_input: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # summed over the images (workers' CPU time, start-up excluded)
     problems: list[Problem] = field(default_factory=list)
 
     def add(self, result: ImageResult) -> None:
@@ -576,6 +585,7 @@ class SplitSummary:
         self.truncated += result.truncated
         self.dropped += result.dropped
         self.bad_input += len(result.problems)
+        self.cpu_seconds += result.cpu_seconds
         self.problems.extend(result.problems)
 
 
