@@ -42,6 +42,11 @@ def root(
     setup_logging(verbose)
 
 
+from rgfl.cli.split import split_command  # noqa: E402
+
+app.command("split")(split_command)
+
+
 def main() -> None:
     app()
 
