@@ -34,6 +34,11 @@ def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
         "pretrained": cfg.pretrained,
         "frozen_stages": cfg.frozen_stages,
         "norm_eval": cfg.norm_eval,
+        "topk": cfg.topk,
+        "nms_pre": cfg.nms_pre,
+        "score_thr": cfg.score_thr,
+        "nms_iou": cfg.nms_iou,
+        "max_per_img": cfg.max_per_img,
     }
     if cfg.reg_max is not None:
         kwargs["reg_max"] = cfg.reg_max

@@ -57,7 +57,13 @@ class ModelConfig:
     frozen_stages: int = 1  # stem + stage 1 frozen, as in the reference
     norm_eval: bool = True  # BatchNorm statistics frozen (batch 2 per GPU is too small to estimate them)
     reg_max: int | None = None  # bins - 1 of the distributions; None: the head's default (16 gfl, 8 vanilla)
-    octave_base_scale: float | None = None  # anchor side = scale * stride; None: the head's default
+    octave_base_scale: float | None = None  # anchor side = scale * stride; None: the head's default (4)
+    topk: int = 9  # ATSS candidates per level and object
+    # Test-time settings (validation and `rgfl eval`), as in the reference (notes 7.1).
+    nms_pre: int = 2000  # best priors per level kept before NMS
+    score_thr: float = 0.05
+    nms_iou: float = 0.1  # class-aware rotated NMS
+    max_per_img: int = 2000
 
 
 @dataclass
@@ -136,9 +142,6 @@ class EvalConfig:
     interval: int = 0  # epochs between validations; 0 turns validation off
     data: str | None = None  # split folder of the validation set (patches with labelTxt)
     batch_size: int = 2
-    score_thr: float = 0.05
-    nms_iou: float = 0.1
-    max_per_image: int = 2000
 
 
 @dataclass
