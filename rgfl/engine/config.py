@@ -72,13 +72,18 @@ class DataConfig:
 
     root: str | None = None  # SPLIT_ROOT with images/ and labelTxt/; `rgfl train --data` sets it
     classes: str = "dota1.0"  # dota1.0 | dota1.5 | dota2.0 | comma list | file with one name per line
-    skip_empty: bool = True  # drop patches without any object from training (as mmrotate does)
-    ignore_difficult: bool = False  # mark difficult objects as ignored instead of training on them
-    input_size: int | None = None  # resize patches so the longer side is this; None: keep patch size
-    hflip: float = 0.5  # probability of a horizontal flip (the reference's only augmentation)
+    skip_empty: bool = True  # leave out patches without any trainable object (as mmrotate does)
+    difficult: Literal["keep", "ignore", "drop"] = "keep"  # objects marked difficult 1
+    truncated: Literal["keep", "ignore", "drop"] = "ignore"  # objects marked 2 (cut by the split)
+    # Augmentation (rgfl.data.transforms.build_transforms); the reference uses hflip 0.5 only.
+    input_size: int | None = None  # resize so the longer side is this; None: keep the patch size
+    scale_range: list[float] | None = None  # random rescale factor range, e.g. [0.5, 1.5]
+    hflip: float = 0.5  # probability of a horizontal flip; at most one flip per sample
     vflip: float = 0.0
-    dflip: float = 0.0  # diagonal flip (horizontal + vertical)
-    rotate90: float = 0.0  # probability of a random rotation by 90, 180 or 270 degrees
+    dflip: float = 0.0  # diagonal flip (half turn)
+    rotate90: float = 0.0  # probability of 1-3 quarter turns
+    rotate: float = 0.0  # probability of a rotation by a uniform angle in [-max_angle, max_angle]
+    max_angle: float = 180.0
     batch_size: int = 2  # images per process (per GPU); total batch = batch_size * world size
     workers: int | None = None  # DataLoader workers per process; None: min(8, cores per process)
     pin_memory: bool | None = None  # None: on when training on CUDA

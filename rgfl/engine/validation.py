@@ -63,10 +63,12 @@ def check_validation_available(cfg: Config) -> None:
 def validate(detector: nn.Module, cfg: Config, class_names: tuple[str, ...], device: torch.device) -> dict[str, Any]:
     """Predict on ``cfg.eval.data`` and score with the evaluator; returns its metrics."""
     from rgfl.data import DotaDataset, collate_batch
+    from rgfl.data.transforms import build_transforms
 
     evaluator = _find_evaluator()
     assert evaluator is not None, "check_validation_available() runs at start-up"
-    dataset = DotaDataset(Path(cfg.eval.data), class_names, skip_empty=False, hflip=0.0, input_size=cfg.data.input_size)  # type: ignore[arg-type]
+    transforms = build_transforms(hflip=0.0, resize=cfg.data.input_size)
+    dataset = DotaDataset(Path(cfg.eval.data), class_names, transforms=transforms, difficult="keep", truncated="keep")
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.eval.batch_size, collate_fn=collate_batch, num_workers=0)
     detections, targets = [], []
     for images, batch_targets in loader:
