@@ -46,6 +46,10 @@ from rgfl.cli.synth import synth_command  # noqa: E402
 
 app.command("synth")(synth_command)
 
+from rgfl.cli.train import train_command  # noqa: E402
+
+app.command("train")(train_command)
+
 
 def main() -> None:
     app()
@@ -53,7 +57,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-from rgfl.cli.train import train_command  # noqa: E402
-
-app.command("train")(train_command)
