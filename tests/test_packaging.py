@@ -31,3 +31,18 @@ def test_python_dash_m_and_version():
 
     assert out.stdout.strip() == f"rgfl {rgfl.__version__}"
     assert "cli" not in sys.modules or not hasattr(sys.modules["cli"], "main")
+
+
+def test_wheel_contains_cli_under_rgfl_and_no_top_level_cli(tmp_path):
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO_ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("rgfl-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "rgfl/cli/main.py" in names
+    assert "rgfl/py.typed" in names
+    assert not any(name.startswith("cli/") for name in names)

@@ -27,6 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +80,7 @@ DEFAULT_SYNTH_CLASSES: tuple[str, ...] = (
 # Round shapes have no orientation; they are labelled axis-aligned, as DOTA annotators do.
 _ROUND_CLASSES = {"storage-tank", "roundabout"}
 _MAX_PLACEMENT_TRIES = 30
-# Two objects may come this close: centre distance >= (1 - overlap) * (R1 + R2), R = half diagonal.
+# Bounding circles (radius R = half diagonal) may overlap by 2 * MAX_CIRCLE_OVERLAP * min(R1, R2).
 MAX_CIRCLE_OVERLAP = 0.25
 # Object sizes are roughly those of real objects at this ground sample distance (m / pixel).
 NOMINAL_GSD = 0.3
@@ -196,14 +197,14 @@ def _draw_plane(p: _Painter) -> None:
 
 
 def _draw_helicopter(p: _Painter) -> None:
-    p.polygon([(-0.5, -0.04), (0.0, -0.05), (0.0, 0.05), (-0.5, 0.04)], (70, 80, 60))
-    p.ellipse(0.18, 0.0, 0.3, 0.2, p.jitter((90, 105, 70), 10))
+    p.polygon([(-0.5, -0.04), (0.0, -0.05), (0.0, 0.05), (-0.5, 0.04)], (50, 60, 40))
+    p.ellipse(0.18, 0.0, 0.3, 0.2, p.jitter((55, 68, 42), 8))
     p.rect(0.155, -0.5, 0.205, 0.5, (40, 40, 40))  # rotor blades
     p.rect(-0.12, -0.025, 0.48, 0.025, (40, 40, 40))
 
 
 def _draw_small_vehicle(p: _Painter) -> None:
-    colors = [(200, 30, 30), (30, 60, 200), (240, 240, 240), (20, 20, 20), (200, 200, 40), (150, 150, 160)]
+    colors = [(200, 30, 30), (30, 60, 200), (240, 240, 240), (20, 20, 20), (200, 200, 40), (195, 198, 210)]
     body = p.jitter(colors[int(p.rng.integers(len(colors)))], 15)
     p.rect(-0.5, -0.5, 0.5, 0.5, body)
     p.rect(0.12, -0.38, 0.3, 0.38, (35, 45, 60))  # windscreen
@@ -219,10 +220,13 @@ def _draw_large_vehicle(p: _Painter) -> None:
 
 
 def _draw_ship(p: _Painter) -> None:
-    hull = p.jitter((120, 130, 140), 25)
-    p.polygon([(-0.5, -0.4), (0.22, -0.5), (0.5, 0.0), (0.22, 0.5), (-0.5, 0.4)], hull)
-    p.rect(-0.38, -0.22, 0.05, 0.22, p.jitter((225, 225, 215), 10))  # superstructure
-    p.rect(-0.48, -0.14, -0.4, 0.14, (60, 60, 70))
+    # Hull colours far from the terrain's mid greys, so the whole hull (the label) is visible.
+    hulls = [(40, 45, 55), (35, 45, 100), (130, 45, 35), (232, 232, 228)]
+    choice = int(p.rng.integers(len(hulls)))
+    p.polygon([(-0.5, -0.4), (0.22, -0.5), (0.5, 0.0), (0.22, 0.5), (-0.5, 0.4)], p.jitter(hulls[choice], 10))
+    deck = (70, 75, 85) if choice == 3 else (225, 225, 215)
+    p.rect(-0.38, -0.22, 0.05, 0.22, p.jitter(deck, 10))  # superstructure
+    p.rect(0.12, -0.06, 0.3, 0.06, p.jitter(deck, 10))
 
 
 def _draw_storage_tank(p: _Painter) -> None:
@@ -232,7 +236,7 @@ def _draw_storage_tank(p: _Painter) -> None:
 
 
 def _draw_roundabout(p: _Painter) -> None:
-    p.ellipse(0.0, 0.0, 0.5, 0.5, (95, 95, 100))
+    p.ellipse(0.0, 0.0, 0.5, 0.5, (58, 58, 62))
     p.ellipse(0.0, 0.0, 0.32, 0.32, p.jitter((70, 140, 60), 12))
     p.ellipse(0.0, 0.0, 0.41, 0.41, (220, 220, 220), 1)
 
@@ -319,9 +323,9 @@ def _background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     # Low-frequency colour variation: a coarse random grid upsampled smoothly.
     grid = (max(2, height // 128), max(2, width // 128))
     coarse = rng.normal(0.0, 14.0, size=grid + (1,)) + rng.normal(0.0, 4.0, size=grid + (3,))  # mostly brightness
-    coarse = coarse.astype(np.float32)
-    low = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-    canvas = np.clip(low + base[::-1], 0, 255).astype(np.uint8)
+    coarse = np.clip(coarse + base[::-1], 0, 255).astype(np.uint8)
+    # Upsampling in uint8 (saturating) keeps full-resolution float arrays out of the hot path.
+    canvas = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     # Fields: large irregular quadrilaterals of slightly different tone.
     area = height * width
     for _ in range(int(rng.integers(2, 6 + area // 1_000_000))):
@@ -364,7 +368,10 @@ class _Layout:
             return True
         occupied = np.asarray(self.circles)
         distance = np.hypot(occupied[:, 0] - x, occupied[:, 1] - y)
-        return bool(np.all(distance >= (1.0 - MAX_CIRCLE_OVERLAP) * (occupied[:, 2] + radius)))
+        # The smaller circle may reach into the other by a fraction of its own radius only, so a
+        # small object never hides inside a large one.
+        reach = 2.0 * MAX_CIRCLE_OVERLAP * np.minimum(occupied[:, 2], radius)
+        return bool(np.all(distance >= occupied[:, 2] + radius - reach))
 
     def add(self, name: str, box: tuple[float, float, float, float, float], occupy: bool = True) -> None:
         self.boxes.append(box)
@@ -554,6 +561,31 @@ def iter_synthetic_images(
         yield synth_image(index, seed, image_size, class_names, empty=index in empty, **kwargs)
 
 
+def _write_image(job: tuple) -> list[str]:
+    """Draw, encode and write one image and its labels; returns the class of each object."""
+    out, index, seed, image_size, class_names, empty, num_objects, objects_per_megapixel, ext = job
+    item = synth_image(index, seed, image_size, class_names, num_objects, objects_per_megapixel, empty)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION] if ext == "png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
+    ok, encoded = cv2.imencode(f".{ext}", item.image, params)
+    assert ok, "OpenCV failed to encode an in-memory image"
+    atomic_write_bytes(Path(out) / "images" / f"{item.name}.{ext}", encoded.tobytes())
+    write_label_file(Path(out) / "labelTxt" / f"{item.name}.txt", item.labels, header=True)
+    logger.info("wrote %s (%d objects)", item.name, len(item.labels))
+    return list(item.labels.classes)
+
+
+def _unordered(pool: ProcessPoolExecutor, jobs: list[tuple]) -> Iterator[list[str]]:
+    with pool:
+        futures = [pool.submit(_write_image, job) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def generate_synthetic_dataset(
     out: str | Path,
     num_images: int = 8,
@@ -564,6 +596,7 @@ def generate_synthetic_dataset(
     num_objects: int | None = None,
     objects_per_megapixel: float = 24.0,
     ext: str = "png",
+    workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> SynthSummary:
     """Write a DOTA-format dataset: ``out/images/synth_XXXXX.png`` + ``out/labelTxt/*.txt``.
@@ -575,6 +608,7 @@ def generate_synthetic_dataset(
     Args:
         num_objects: objects per image (about; crowded images get fewer); default by density.
         ext: ``png`` (lossless, compression level 1) or ``jpg`` (quality 95).
+        workers: processes drawing and encoding images in parallel (output is the same).
 
     Returns:
         A :class:`SynthSummary` with counts per class.
@@ -591,22 +625,23 @@ def generate_synthetic_dataset(
     start = time.perf_counter()
     summary = SynthSummary(out=out, image_size=image_size if isinstance(image_size, int) else max(image_size), seed=seed)
     summary.objects_per_class = {name: 0 for name in class_names}
-    params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION] if ext == "png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
-    images = iter_synthetic_images(
-        num_images, seed, image_size, class_names, empty_fraction,
-        num_objects=num_objects, objects_per_megapixel=objects_per_megapixel,
-    )
-    for item in images:
-        ok, encoded = cv2.imencode(f".{ext}", item.image, params)
-        assert ok, "OpenCV failed to encode an in-memory image"
-        atomic_write_bytes(out / "images" / f"{item.name}.{ext}", encoded.tobytes())
-        write_label_file(out / "labelTxt" / f"{item.name}.txt", item.labels, header=True)
+    empty = _empty_indices(num_images, empty_fraction)
+    jobs = [
+        (out, index, seed, image_size, tuple(class_names), index in empty, num_objects, objects_per_megapixel, ext)
+        for index in range(num_images)
+    ]
+    if workers <= 1 or num_images <= 1:
+        results = map(_write_image, jobs)
+    else:
+        # Each image depends only on (seed, index), so the files do not depend on the workers.
+        pool = ProcessPoolExecutor(max_workers=min(workers, num_images))
+        results = _unordered(pool, jobs)
+    for classes in results:
         summary.images += 1
-        summary.objects += len(item.labels)
-        summary.empty_images += int(len(item.labels) == 0)
-        for name in item.labels.classes:
+        summary.objects += len(classes)
+        summary.empty_images += int(len(classes) == 0)
+        for name in classes:
             summary.objects_per_class[name] += 1
-        logger.info("wrote %s (%d objects)", item.name, len(item.labels))
         if progress is not None:
             progress(1)
     summary.seconds = time.perf_counter() - start
