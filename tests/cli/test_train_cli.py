@@ -86,7 +86,7 @@ def test_resume_path_not_found(tmp_path):
 @requires_pipeline
 def test_short_run_and_resume_of_a_finished_run(tmp_path):
     split = make_split(tmp_path / "split", images=2)
-    args = [TINY_CONFIG, "--data", split, "--work-dir", tmp_path / "run", "--set", "data.batch_size=2", "--set", "data.input_size=128", "--set", "data.workers=0", "--set", "schedule.epochs=1", "--set", "train.device=cpu"]
+    args = [TINY_CONFIG, "--data", split, "--work-dir", tmp_path / "run", "--set", "data.batch_size=2", "--set", "data.input_size=64", "--set", "data.workers=0", "--set", "schedule.epochs=1", "--set", "train.device=cpu"]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert "finished (completed) after 1 epochs, 1 iterations" in " ".join(result.output.split())
