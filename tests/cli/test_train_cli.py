@@ -57,6 +57,12 @@ def test_unknown_set_key(tmp_path):
     assert_one_line_error(result, "unknown --set key 'optimizer.momentun'", "did you mean 'optimizer.momentum'?")
 
 
+def test_validation_without_data(tmp_path):
+    split = make_split(tmp_path / "split", images=2)
+    result = invoke(TINY_CONFIG, "--data", split, "--work-dir", tmp_path / "run", "--set", "eval.interval=1")
+    assert_one_line_error(result, "eval.interval is set but eval.data is not")
+
+
 def test_missing_config_file(tmp_path):
     result = invoke(tmp_path / "nope.yaml", "--data", tmp_path, "--work-dir", tmp_path / "run")
     assert_one_line_error(result, "nope.yaml: config file not found")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -32,7 +33,8 @@ class SignalAt:
 
 
 def test_short_run_writes_checkpoint_resolved_config_and_json_log(tiny_split, tmp_path):
-    cfg = tiny_config(tiny_split, **{"schedule.epochs": 1})
+    # Validation on the training patches themselves, through the DOTA evaluator of `rgfl eval`.
+    cfg = tiny_config(tiny_split, **{"schedule.epochs": 1, "eval.interval": 1, "eval.data": tiny_split})
     result = train(cfg, tmp_path)
     assert result.status == "completed"
     assert result.iteration == 2  # 4 patches (one empty, kept), batch 2
@@ -49,6 +51,10 @@ def test_short_run_writes_checkpoint_resolved_config_and_json_log(tiny_split, tm
             assert key in record, key
         assert math.isfinite(record["loss"])
     assert records[0]["lr"] == pytest.approx(0.01 * 2 / 16 * 0.001)  # scaled lr x warmup ratio
+
+    (validation,) = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines() if '"val"' in line]
+    assert validation["epoch"] == 1 and validation["num_images"] == 4
+    assert all(0.0 <= validation[key] <= 1.0 for key in ("AP50", "AP75", "mAP"))
 
     state = load_checkpoint(checkpoint)
     assert state["config"] == config_to_dict(cfg)
