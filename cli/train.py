@@ -60,6 +60,7 @@ class _Progress:
                 f"epoch {record['epoch']}/{record['epochs']} iter {record['iter_in_epoch']}/{record['iters_per_epoch']} "
                 f"({record['iteration']}/{record['total_iters']}) eta {record['eta']} {self._describe(record)}",
                 highlight=False,
+                soft_wrap=True,  # one line per record in job logs, however long
             )
 
     def on_validation(self, record: dict) -> None:
