@@ -510,19 +510,22 @@ class Trainer:
 
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             losses = self.loss_module(images, targets)
-        names = sorted(name for name in losses if name.startswith("loss"))
+        names = sorted(name for name in losses if name.startswith("loss"))  # summed into the total
+        extras = sorted(name for name in losses if not name.startswith("loss") and losses[name].numel() == 1)  # logged only (num_pos)
         total = sum(losses[name].float() for name in names)
-        terms = torch.stack([losses[name].detach().float() for name in names] + [total.detach()])
+        logged = names + ["loss"] + extras
+        terms = torch.stack([losses[name].detach().float() for name in names] + [total.detach()] + [losses[name].detach().float().reshape(()) for name in extras])
 
-        # One small all-reduce per step: loss values for the log (mean over ranks) and the
-        # non-finite flags, so every rank takes the same skip/stop decision before backward
+        # One small all-reduce per step: the logged values (mean over ranks) and the non-finite
+        # flags of the loss terms, so every rank takes the same skip/stop decision before backward
         # (a rank skipping backward alone would hang DDP's gradient all-reduce).
         bad = (~torch.isfinite(terms)).float()
+        bad[len(names) + 1 :] = 0.0
         packed = dist_utils.all_reduce_sum(torch.cat([torch.nan_to_num(terms, nan=0.0, posinf=0.0, neginf=0.0), bad]))
         packed = packed.tolist()
         n = len(terms)
-        values = {name: packed[i] / self.dist.world_size for i, name in enumerate(names + ["loss"])}
-        bad_terms = [name for i, name in enumerate(names + ["loss"]) if packed[n + i] > 0]
+        values = {name: packed[i] / self.dist.world_size for i, name in enumerate(logged)}
+        bad_terms = [name for i, name in enumerate(logged) if packed[n + i] > 0]
 
         if bad_terms:
             self.optimizer.zero_grad(set_to_none=True)
