@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -37,6 +37,7 @@ __all__ = [
     "Task1Detections",
     "task1_filename",
     "parse_task1_text",
+    "parse_task1_bytes",
     "read_task1_file",
     "read_task1_dir",
     "format_task1_lines",
@@ -125,19 +126,34 @@ def parse_task1_text(
     return _parse_rows_slowly([rows[i] for i in numbers], numbers, path, problems, first_line)
 
 
+def parse_task1_bytes(
+    data: bytes, path: str | Path | None = None, problems: ProblemLog | None = None, first_line: int = 1
+) -> Task1Detections:
+    """:func:`parse_task1_text` on raw bytes, through the exact numba scanner when it can."""
+    from rgfl.dota.task1_scan import scan_task1_bytes
+
+    scanned = scan_task1_bytes(data)
+    if scanned is None:
+        return parse_task1_text(data.decode("utf-8", errors="replace"), path, problems, first_line)
+    image_ids, values, line_numbers = scanned
+    return Task1Detections(image_ids, values[:, 0].copy(), values[:, 1:].copy(), line_numbers + (first_line - 1))
+
+
 def _parse_well_formed(text: str, lines: list[str], first_line: int) -> Task1Detections | None:
     """Bulk parse when every non-blank line is exactly 10 fields separated by single spaces.
 
     Returns None when the text needs the line-by-line path (odd spacing, a bad field, NaN).
     """
-    if "\t" in text or "  " in text:
+    if "\t" in text or "  " in text or "\n " in text or " \n" in text or " \r" in text:
         return None
-    numbers = [i for i, line in enumerate(lines) if line]
-    if len(numbers) != len(lines):
+    if text[:1] == " " or text[-1:] == " ":
+        return None
+    if "" in lines:  # blank lines: keep the line numbers of the others
+        numbers = [i for i, line in enumerate(lines) if line]
         lines = [lines[i] for i in numbers]
-    if any(line[0] == " " or line[-1] == " " for line in lines):
-        return None
-    if not all(count == _FIELDS - 1 for count in map(str.count, lines, itertools.repeat(" "))):
+    else:
+        numbers = range(len(lines))
+    if set(map(str.count, lines, itertools.repeat(" "))) - {_FIELDS - 1}:
         return None
     tokens = text.split()
     if len(tokens) != _FIELDS * len(lines):
@@ -200,12 +216,12 @@ def read_task1_file(path: str | Path, problems: ProblemLog | None = None) -> Tas
     """
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InputError("detection file not found", path) from None
     except OSError as error:
         raise InputError(f"cannot read detection file ({error.strerror})", path) from None
-    return parse_task1_text(text, path, problems)
+    return parse_task1_bytes(data, path, problems)
 
 
 def read_task1_dir(
@@ -288,10 +304,3 @@ class Task1Writer:
     @property
     def paths(self) -> list[Path]:
         return [self.folder / task1_filename(name) for name in self.class_names]
-
-
-def iter_task1_files(folder: Path) -> Iterator[tuple[str, Path]]:
-    """(class name, path) of every ``Task1_<class>.txt`` in ``folder``, sorted by class name."""
-    for path in sorted(folder.glob(f"{TASK1_PREFIX}*.txt")):
-        if path.is_file():
-            yield path.name[len(TASK1_PREFIX) : -4], path
