@@ -45,11 +45,13 @@ def root(
 # The chain, in the order a user runs it.
 from rgfl.cli.synth import synth_command  # noqa: E402
 from rgfl.cli.split import split_command  # noqa: E402
+from rgfl.cli.train import train_command  # noqa: E402
 from rgfl.cli.evaluate import eval_command  # noqa: E402
 from rgfl.cli.merge_submit import merge_submit_command  # noqa: E402
 
 app.command("synth")(synth_command)
 app.command("split")(split_command)
+app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("merge-submit")(merge_submit_command)
 
