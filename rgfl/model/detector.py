@@ -271,13 +271,16 @@ class RotatedGFL(nn.Module):
             dfl = distribution_focal_loss(
                 box_logits[pos_flat].view(num_pos * 4, self.reg_max + 1), distance_target.reshape(-1)
             ).view(num_pos, 4)
-            weight_sum = reduce_mean(weight.sum()).clamp(min=1.0)
+            # Every process must join this all-reduce, also one without positives (else branch).
+            weight_sum = reduce_mean(weight.sum().float()).clamp(min=1.0)
             loss_bbox = (weight * (1.0 - iou)).sum() / weight_sum
             loss_dfl = (weight[:, None] * dfl).sum() / 4.0 / weight_sum
         else:
             # Keep the graph connected to the box branch so DDP and gradient checks see every parameter.
             loss_bbox = box_logits.sum() * 0.0 + angle_logits.sum() * 0.0
             loss_dfl = box_logits.sum() * 0.0
+            # Join the all-reduce the processes with positives make, or DDP hangs.
+            reduce_mean(torch.zeros((), dtype=torch.float32, device=device))
         avg_factor = reduce_mean(torch.tensor(float(num_pos_per_image), device=device)).clamp(min=1.0)
         loss_qfl = quality_focal_loss(cls_logits[valid], quality[valid], self.qfl_beta).sum() / avg_factor
         return {
