@@ -15,12 +15,15 @@ Truncation, two modes (reference notes 3.2 and 3.3):
 
 * default (as mmrotate): an object goes into a window when IoF >= ``iof_thr``; its full polygon is
   written (coordinates may leave the patch) and, when IoF < 1, its difficulty becomes 2.
-* ``clip=True`` (as the DOTA development kit): an object wholly inside the window is written as is;
-  one partly inside (0 < IoF < 1) is clipped to the window, a 5-vertex result is reduced to 4 points
-  by collapsing its shortest edge, results with fewer than 4 or more than 5 vertices are dropped,
-  the start vertex is chosen to best match the original, coordinates are clamped into
-  ``[1, size]``, and the difficulty is kept when IoF > ``iof_thr``, else 2. As in the kit, the
-  clip window ends at ``min(x + size, W - 1)``.
+* ``clip=True`` (as the DOTA development kit's ``ImgSplit_multi_process``): label coordinates are
+  truncated to integers when read (before scaling by the rate; :func:`devkit_label_polygons`);
+  objects of zero area are skipped; an object wholly inside the window is written as is; one partly
+  inside (0 < IoF < 1) is clipped to the window, a 5-vertex result is reduced to 4 points by
+  collapsing its shortest edge, results with fewer than 4 or more than 5 vertices are dropped, the
+  start vertex is chosen to best match the original; every written coordinate is shifted into the
+  patch and truncated to an integer, those of clipped objects then clamped into ``[1, size]``; the
+  difficulty is kept when IoF > ``iof_thr``, else 2. As in the kit, the clip window ends at
+  ``min(x + size, W - 1)``.
 
 Multi-scale: for a rate other than 1 the image is resized by that rate (bicubic) and the same grid
 is run on the resized image; patch names carry the rate (see :mod:`rgfl.dota.patches`), label
@@ -63,6 +66,7 @@ __all__ = [
     "window_starts",
     "sliding_windows",
     "assign_objects",
+    "devkit_label_polygons",
     "split_image",
     "split_dataset",
     "find_split_inputs",
@@ -145,7 +149,9 @@ class SplitConfig:
         data["rates"] = [float(r) for r in self.rates]
         data["pad_value"] = None if self.pad_value is None else [int(v) for v in self.pad_value]
         data["classes"] = None if self.classes is None else list(self.classes)
-        data["truncation"] = "clip" if self.clip else "keep"
+        # "clip-int": the devkit's integer coordinates; earlier versions wrote "clip" with float
+        # coordinates, so resuming such an OUT is refused instead of mixing the two.
+        data["truncation"] = "clip-int" if self.clip else "keep"
         del data["clip"]
         # The PNG bytes depend on the encoder (both decode to the same pixels).
         data["png_encoder"] = png_encoder_name(self.png_compression) if self.ext == "png" else None
@@ -242,6 +248,23 @@ def assign_objects(
     else:
         iof_windows = windows.astype(np.float64)
     iof = poly_window_iof(polygons, iof_windows)  # [N, M]
+    if clip:
+        # The kit skips objects whose (integer) polygon has no area (shapely's area of the ring,
+        # |shoelace|); truncating float labels can produce them. Counted as dropped where they touch.
+        has_area = _shoelace_rows(polygons) != 0
+        flat = ~has_area
+        if flat.any():
+            bx1, by1 = polygons[flat, 0::2].min(1), polygons[flat, 1::2].min(1)
+            bx2, by2 = polygons[flat, 0::2].max(1), polygons[flat, 1::2].max(1)
+            touches = (
+                (bx1[:, None] <= iof_windows[None, :, 2])
+                & (bx2[:, None] >= iof_windows[None, :, 0])
+                & (by1[:, None] <= iof_windows[None, :, 3])
+                & (by2[:, None] >= iof_windows[None, :, 1])
+            )
+            flat_per_window = touches.sum(0)
+        else:
+            flat_per_window = np.zeros(len(windows), dtype=np.int64)
 
     results = []
     for m, (x1, y1, _, _) in enumerate(windows):
@@ -264,16 +287,18 @@ def assign_objects(
         out_polys, out_classes, out_flags = [], [], []
         truncated = dropped = 0
         window_box = iof_windows[m]
-        for i in np.flatnonzero(column > 0):
+        for i in np.flatnonzero((column > 0) & has_area):
+            # The devkit shifts into the patch with int(), i.e. truncation toward zero.
             if column[i] >= 1.0:
-                out_polys.append(polygons[i] - offset)
+                out_polys.append(np.trunc(polygons[i] - offset))
                 out_flags.append(int(difficult[i]))
             else:
                 clipped = _clip_like_devkit(polygons[i], window_box)
                 if clipped is None:
                     dropped += 1
                     continue
-                local = np.clip(clipped - offset, 1.0, float(size))
+                # Truncate first, then clamp (the kit's order: int(x - left), then <= 1 -> 1, >= size -> size).
+                local = np.clip(np.trunc(clipped - offset), 1.0, float(size))
                 out_polys.append(local)
                 out_flags.append(int(difficult[i]) if column[i] > iof_thr else 2)
                 truncated += 1
@@ -284,30 +309,58 @@ def assign_objects(
                 out_classes,
                 np.array(out_flags, dtype=np.int64),
                 truncated=truncated,
-                dropped=dropped,
+                dropped=dropped + int(flat_per_window[m]),
             )
         )
     return results
 
 
+def devkit_label_polygons(polygons: np.ndarray, rate: float = 1.0) -> np.ndarray:
+    """Label polygons as the DOTA devkit's splitter sees them, in the image resized by ``rate``.
+
+    The kit parses coordinates with ``int()`` (truncation toward zero) and then multiplies the
+    integers by the rate; IoF, clipping and output all start from these values.
+
+    Args:
+        polygons: float64 [N, 8] polygons as read from the label file (source-image pixels).
+
+    Returns:
+        float64 [N, 8] ``trunc(polygons) * rate``.
+    """
+    return np.trunc(np.asarray(polygons, dtype=np.float64).reshape(-1, 8)) * rate
+
+
+def _shoelace_rows(polygons: np.ndarray) -> np.ndarray:
+    """Signed shoelace areas [N] of polygons [N, 8]."""
+    x, y = polygons[:, 0::2], polygons[:, 1::2]
+    return 0.5 * np.sum(x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y, axis=1)
+
+
 def _clip_like_devkit(polygon: np.ndarray, window: np.ndarray) -> np.ndarray | None:
     """Polygon [8] clipped to window ``x1 y1 x2 y2`` and brought to 4 points, or None.
 
-    The intersection is oriented with positive shoelace area (clockwise on screen, DOTA's order);
-    5 vertices -> the shortest edge collapses to its midpoint; fewer than 4 or more than 5 -> None;
-    then the cyclic start that is closest to the original polygon is chosen.
+    Step by step as the devkit (``savepatches``), because the vertex order decides ties: the
+    window ring is built (x1,y1) (x2,y1) (x2,y2) (x1,y2), the intersection is oriented with positive
+    shoelace area (shapely's ``orient(sign=1)``: the closed ring is reversed, so the start vertex
+    stays); 5 vertices -> the shortest edge (edges 0-1, 1-2, 2-3, 3-4, then 4-0; the first one on
+    ties) collapses to its midpoint; fewer than 4 or more than 5 -> None; then the cyclic start
+    closest to the original polygon (the first one on ties) is chosen. Float coordinates; the
+    caller truncates.
     """
     import shapely
 
     shape = shapely.Polygon(polygon.reshape(4, 2))
     if not shape.is_valid:
         shape = shapely.make_valid(shape)
-    piece = shapely.intersection(shape, shapely.box(*window))
+    x1, y1, x2, y2 = (float(v) for v in window)
+    window_ring = shapely.Polygon([(x1, y1), (x2, y1), (x2, y2), (x1, y2)])
+    piece = shapely.intersection(shape, window_ring)
     if not isinstance(piece, shapely.Polygon) or piece.is_empty:
         return None
-    points = np.asarray(piece.exterior.coords)[:-1]
-    if _shoelace(points) < 0:
-        points = points[::-1]
+    ring = np.asarray(piece.exterior.coords)  # closed: last == first
+    if _shoelace(ring[:-1]) < 0:
+        ring = ring[::-1]
+    points = ring[:-1]
     if len(points) == 5:
         points = _collapse_shortest_edge(points)
     if len(points) != 4:
@@ -323,9 +376,13 @@ def _shoelace(points: np.ndarray) -> float:
 
 
 def _collapse_shortest_edge(points: np.ndarray) -> np.ndarray:
-    """5 points -> 4: the shortest edge (first one on ties) is replaced by its midpoint."""
-    lengths = np.linalg.norm(np.roll(points, -1, axis=0) - points, axis=1)
-    k = int(np.argmin(lengths))
+    """5 points [5, 2] -> 4: the shortest edge ``k -> k+1`` (first one on ties) becomes its midpoint.
+
+    Lengths as the devkit computes them (``sqrt(dx**2 + dy**2)``), so that ties are ties there too.
+    """
+    delta = np.roll(points, -1, axis=0) - points
+    lengths = [math.sqrt(dx * dx + dy * dy) for dx, dy in delta.tolist()]
+    k = lengths.index(min(lengths))
     nxt = (k + 1) % 5
     merged = points.copy()
     merged[k] = (points[k] + points[nxt]) / 2
@@ -488,8 +545,9 @@ def _split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool) 
     for rate in config.rates:
         resized = resized_size(width, height, rate)
         windows = sliding_windows(resized[0], resized[1], config.size, config.step, config.img_rate_thr)
+        polygons = devkit_label_polygons(labels.polygons, rate) if config.clip else labels.polygons * rate
         per_window = assign_objects(
-            labels.polygons * rate,
+            polygons,
             labels.classes,
             labels.difficult,
             windows,
