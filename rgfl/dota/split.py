@@ -18,7 +18,6 @@ assign_objects`` keeps working.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import multiprocessing
@@ -36,8 +35,10 @@ from rgfl.dota.classes import DOTA_V2_0
 from rgfl.dota.images import IMAGE_EXTENSIONS, encode_image, png_encoder_name, read_image
 from rgfl.dota.patches import patch_name
 from rgfl.dota.split_grid import resized_size, sliding_windows, window_starts
+from rgfl.dota.split_manifest import MANIFEST_FORMAT, MANIFEST_NAME, read_manifest, write_manifest
 from rgfl.dota.split_objects import WindowLabels, assign_objects, devkit_label_polygons
 from rgfl.dota.split_pixels import cut_patch
+from rgfl.dota.split_state import prepare_out, read_done_marker, source_stamp, write_done_marker
 from rgfl.errors import InputError, Problem, ProblemLog
 from rgfl.fileio import atomic_write_bytes, atomic_write_text
 
@@ -63,9 +64,6 @@ logger = logging.getLogger(__name__)
 
 # name -> (size, step). The number after the size is the STEP: 1024/824 is overlap 200.
 PRESETS: dict[str, tuple[int, int]] = {"dota-1024-512": (1024, 512), "dota-1024-824": (1024, 824)}
-MANIFEST_NAME = "split_manifest.json"
-STATE_DIR = ".rgfl-split"  # per-image done markers and the parameters of the run
-MANIFEST_FORMAT = "rgfl-split/1"
 
 
 @dataclass(frozen=True)
@@ -172,36 +170,6 @@ class ImageResult:
     cpu_seconds: float = 0.0  # CPU time the worker spent on this image
 
 
-def _source_stamp(path: Path) -> list[int]:
-    stat = path.stat()
-    return [int(stat.st_size), int(stat.st_mtime_ns)]
-
-
-def _marker_path(out: Path, stem: str) -> Path:
-    return out / STATE_DIR / "done" / f"{stem}.json"
-
-
-def _load_marker(out: Path, task: ImageTask, parameters: dict) -> ImageResult | None:
-    path = _marker_path(out, task.stem)
-    try:
-        marker = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    stamps = {
-        "image": _source_stamp(task.image_path) if task.image_path else None,
-        "labels": _source_stamp(task.label_path) if task.label_path else None,
-    }
-    if marker.get("parameters") != parameters or marker.get("sources") != stamps:
-        return None
-    counts = marker["counts"]
-    problems = [Problem(text) for text in marker.get("problems", [])]
-    return ImageResult(task.stem, marker["record"], resumed=True, problems=problems, **counts)
-
-
-
-
-
-
 def _label_text(labels: WindowLabels, decimals: int) -> str:
     lines = []
     for polygon, name, flag in zip(labels.polygons, labels.classes, labels.difficult):
@@ -223,9 +191,10 @@ def split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool = 
 
 def _split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool) -> ImageResult:
     parameters = config.to_json()
-    done = _load_marker(out, task, parameters)
-    if done is not None:
-        return done
+    marker = read_done_marker(out, task.stem, task.image_path, task.label_path, parameters)
+    if marker is not None:
+        problems = [Problem(text) for text in marker.get("problems", [])]
+        return ImageResult(task.stem, marker["record"], resumed=True, problems=problems, **marker["counts"])
     problems = ProblemLog(strict=strict, logger=_SILENT)
     result = ImageResult(task.stem)
     try:
@@ -297,8 +266,8 @@ def _split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool) 
     marker = {
         "parameters": parameters,
         "sources": {
-            "image": _source_stamp(task.image_path),
-            "labels": _source_stamp(task.label_path) if task.label_path else None,
+            "image": source_stamp(task.image_path),
+            "labels": source_stamp(task.label_path) if task.label_path else None,
         },
         "record": record,
         "counts": {
@@ -309,7 +278,7 @@ def _split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool) 
         },
         "problems": [str(p) for p in result.problems],
     }
-    atomic_write_text(_marker_path(out, task.stem), json.dumps(marker, sort_keys=True) + "\n")
+    write_done_marker(out, task.stem, marker)
     return result
 
 
@@ -391,33 +360,6 @@ def find_split_inputs(src: Path) -> tuple[list[ImageTask], list[Problem]]:
     return tasks, problems
 
 
-def _prepare_out(out: Path, parameters: dict, src: Path) -> None:
-    state = out / STATE_DIR
-    params_path = state / "parameters.json"
-    if params_path.is_file():
-        try:
-            previous = json.loads(params_path.read_text(encoding="utf-8"))
-        except ValueError:
-            previous = None
-        if previous is not None and previous != parameters:
-            changed = sorted(k for k in set(previous) | set(parameters) if previous.get(k) != parameters.get(k))
-            raise InputError(
-                f"{out} holds a split made with other parameters ({', '.join(changed)} differ); "
-                "use an empty output folder or the same options"
-            )
-    elif out.is_dir() and any(out.iterdir()):
-        raise InputError(f"{out} is not empty and is not an rgfl split folder; choose an empty or new folder")
-    if out.resolve() == src.resolve():
-        raise InputError("the output folder must differ from the source folder")
-    for sub in ("images", "labelTxt", f"{STATE_DIR}/done"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    # Temporary files of a run killed before it could clean up (atomic writes never leave more).
-    for sub in ("images", "labelTxt", f"{STATE_DIR}/done", STATE_DIR, ""):
-        for stale in (out / sub).glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-    atomic_write_text(params_path, json.dumps(parameters, sort_keys=True, indent=1) + "\n")
-
-
 def _worker_init() -> None:
     # One worker per core: OpenCV's own thread pool would only compete with the other workers.
     cv2.setNumThreads(1)
@@ -468,7 +410,7 @@ def split_dataset(
         summary.bad_input += 1
         summary.problems.append(problem)
     parameters = config.to_json()
-    _prepare_out(out, parameters, src)
+    prepare_out(out, parameters, src)
     workers = _default_workers() if workers is None else max(1, int(workers))
     workers = min(workers, max(len(tasks), 1))
 
@@ -512,44 +454,9 @@ def split_dataset(
             if results[s].record is None
         ],
     }
-    atomic_write_text(out / MANIFEST_NAME, _manifest_text(manifest))
+    write_manifest(out, manifest)
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _manifest_text(manifest: dict) -> str:
-    """JSON with one patch per line: readable, diffable, and a fraction of the size of full indent."""
-
-    def dump(value) -> str:
-        return json.dumps(value, sort_keys=True)
-
-    lines = ["{"]
-    for key in ("format", "parameters", "source", "skipped"):
-        lines.append(f" {dump(key)}: {dump(manifest[key])},")
-    lines.append(' "images": [')
-    for i, image in enumerate(manifest["images"]):
-        head = {k: v for k, v in image.items() if k != "patches"}
-        lines.append(f"  {dump(head)[:-1]}, \"patches\": [")
-        patches = image["patches"]
-        lines.extend(f"   {dump(p)}{',' if j + 1 < len(patches) else ''}" for j, p in enumerate(patches))
-        lines.append("  ]}" + ("," if i + 1 < len(manifest["images"]) else ""))
-    lines.append(" ]")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def read_manifest(out: str | Path) -> dict:
-    """The manifest of a split folder (see :func:`split_dataset`); raises InputError."""
-    path = Path(out) / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no split manifest: was this folder written by `rgfl split`?", path) from None
-    except ValueError as error:
-        raise InputError(f"manifest is not valid JSON ({error})", path) from None
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise InputError(f"unknown manifest format {manifest.get('format')!r}", path)
-    return manifest
 
 
 def _default_workers() -> int:
