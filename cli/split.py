@@ -76,9 +76,10 @@ def split_command(
         bool,
         typer.Option(
             "--clip",
-            help="DOTA devkit truncation: clip cut objects to the window (4 points), difficulty 2 only at "
-            "IoF <= --iof-thr. Default (mmrotate): keep the full polygon, difficulty 2 for every cut object, "
-            "drop IoF < --iof-thr.",
+            help="DOTA devkit truncation (ImgSplit_multi_process): label coordinates truncated to integers "
+            "when read, cut objects clipped to the window (4 points, clamped into [1, size]), every output "
+            "coordinate truncated to an integer, difficulty 2 only at IoF <= --iof-thr. Default (mmrotate): "
+            "float coordinates, the full polygon, difficulty 2 for every cut object, drop IoF < --iof-thr.",
         ),
     ] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad input instead of skipping it.")] = False,

@@ -71,7 +71,7 @@ def test_strict_exits_naming_the_file(dota_sample, tmp_path):
         (["--rates", "0"], "rates must be positive"),
         (["--ext", "gif"], "gif"),
         (["--iof-thr", "2"], "iof-thr"),
-        (["--classes", "nonsense"], "unknown class set"),
+        (["--classes", "dota3"], "unknown class set"),  # one plain word is a one-class list
     ],
 )
 def test_bad_option_values(dota_sample, tmp_path, args, message):
