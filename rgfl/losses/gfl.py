@@ -50,7 +50,10 @@ def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:
     """
     logits = logits.float()
     target = target.float()
-    left = target.floor().long()
+    # A non-finite target (weights already diverged) must give a non-finite loss that the engine
+    # reports, not an out-of-range index: gather on bin 0 and let NaN flow through the weights.
+    finite = torch.isfinite(target)
+    left = torch.where(finite, target, torch.zeros_like(target)).floor().long().clamp(0, logits.shape[1] - 1)
     right = left + 1
     weight_left = right.float() - target
     weight_right = target - left.float()

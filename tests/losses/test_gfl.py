@@ -106,3 +106,11 @@ def test_rotated_iou_is_float32_and_differentiable_under_autocast():
 def test_reduce_mean_without_distributed_is_identity():
     value = torch.tensor(3.5)
     assert float(reduce_mean(value)) == 3.5
+
+
+def test_distribution_focal_loss_non_finite_target_gives_nan_not_an_index_error():
+    logits = torch.zeros(3, 5)
+    target = torch.tensor([1.5, float("nan"), float("inf")])
+    loss = distribution_focal_loss(logits, target)
+    assert torch.isfinite(loss[0]) and torch.isclose(loss[0], torch.log(torch.tensor(5.0)))
+    assert not torch.isfinite(loss[1:]).any()
