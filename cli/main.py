@@ -48,3 +48,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+from rgfl.cli.predict import predict_command  # noqa: E402
+from rgfl.cli.show import show_command  # noqa: E402
+
+app.command("predict")(predict_command)
+app.command("show")(show_command)

@@ -1,0 +1,207 @@
+"""Running a checkpoint from the command line: shared by `rgfl eval`, `rgfl merge-submit` and `rgfl predict`.
+
+This module holds the option types, device choice, checkpoint loading, the progress bar and the
+inference-then-evaluate / inference-then-merge paths that `rgfl eval CHECKPOINT` and
+`rgfl merge-submit CHECKPOINT` take. The metric, the merge and the Task1 files are those of
+`rgfl eval --dets` and `rgfl merge-submit --dets` (rgfl.evaluation, rgfl.dota.merge,
+rgfl.dota.task1); nothing here re-implements them.
+
+Output layout of a checkpoint run in ``--out DIR``::
+
+    DIR/patch_dets/Task1_<class>.txt     patch-level detections (input of `--dets` commands)
+    DIR/patch_dets/shards/<image>.txt    one file per source image, written as inference goes;
+                                         a rerun skips the images that have one (resume)
+    DIR/merged_dets/Task1_<class>.txt    (eval --merged) image-level detections
+    DIR/metrics.json                     (eval) the metric JSON
+    DIR/Task1_<class>.txt, DIR.zip       (merge-submit) the submission
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rgfl.cli.common import console
+from rgfl.errors import InputError, RgflError
+
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Patches (or windows) per forward pass.")]
+WorkersOption = Annotated[
+    int | None, typer.Option("--workers", "-j", min=0, help="DataLoader workers that read images (default: min(4, cores)).", show_default=False)
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+AmpOption = Annotated[bool, typer.Option("--amp/--no-amp", help="Autocast (bf16/fp16) on CUDA; ignored on CPU.")]
+
+PATCH_DETS = "patch_dets"
+SHARDS = "shards"
+MERGED_DETS = "merged_dets"
+
+
+def resolve_device(text: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; refuses CUDA when there is none."""
+    import torch
+
+    text = text.strip().lower()
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return "cpu"
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise RgflError(f"--device {text}: no CUDA device is available here (use --device cpu)")
+        if ":" in text and int(text[5:]) >= torch.cuda.device_count():
+            raise RgflError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s)")
+        return text
+    raise RgflError(f"--device {text!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def default_workers() -> int:
+    import os
+
+    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+@dataclass
+class LoadedDetector:
+    """A detector rebuilt from a checkpoint, ready for inference."""
+
+    model: Any
+    class_names: tuple[str, ...]
+    checkpoint: Path
+    config: Any
+    fingerprint: dict
+
+
+def load_detector(checkpoint: Path, device: str) -> LoadedDetector:
+    """Rebuild the detector from the config stored in ``checkpoint`` and load its weights (eval mode).
+
+    The fingerprint (path, size and modification time of the checkpoint) tells a resumed run
+    whether the shards already on disk came from the same weights.
+    """
+    from rgfl.engine.build import class_names
+    from rgfl.engine.build import load_detector as detector_from_checkpoint
+
+    if checkpoint.is_dir():
+        from rgfl.engine.checkpoint import find_latest_checkpoint
+
+        latest = find_latest_checkpoint(checkpoint)
+        if latest is None:
+            raise InputError("no checkpoint in this folder (expected a work dir with checkpoints/*.pt, or a .pt file)", checkpoint)
+        checkpoint = latest
+    if not checkpoint.is_file():
+        raise InputError("checkpoint not found", checkpoint)
+    model, config = detector_from_checkpoint(checkpoint, device)
+    stat = checkpoint.stat()
+    fingerprint = {"checkpoint": str(checkpoint.resolve()), "checkpoint_bytes": stat.st_size, "checkpoint_mtime_ns": stat.st_mtime_ns}
+    return LoadedDetector(model, tuple(class_names(config.data)), checkpoint, config, fingerprint)
+
+
+def progress_bar():
+    """A rich progress bar on stderr with count, rate and time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def infer_split(detector: LoadedDetector, data_root: Path, out: Path, settings, label: str = "inference") -> Path:
+    """Run the detector over ``data_root/images`` into ``out/patch_dets`` (resumable); returns that folder."""
+    import time
+
+    from rgfl.engine.inference import shards_to_task1, stream_patch_detections
+
+    if not data_root.is_dir():
+        raise InputError("data folder not found (expected a folder written by `rgfl split` with images/)", data_root)
+    patch_dets = out / PATCH_DETS
+    shard_dir = patch_dets / SHARDS
+    fingerprint = {**detector.fingerprint, "data": str(data_root.resolve())}
+    start = time.perf_counter()
+    with progress_bar() as progress:
+        task = progress.add_task(label, total=None, rate="")
+
+        def on_start(todo: int, done: int) -> None:
+            progress.update(task, total=todo + done, completed=done)
+
+        def on_patches(count: int) -> None:
+            progress.advance(task, count)
+            elapsed = time.perf_counter() - start
+            finished = progress.tasks[0].completed - resumed[0]
+            progress.update(task, rate=f"{finished / max(elapsed, 1e-9):.2f} patch/s")
+
+        resumed = [0]
+
+        def on_start_wrapper(todo: int, done: int) -> None:
+            resumed[0] = done
+            on_start(todo, done)
+
+        summary = stream_patch_detections(
+            detector.model, data_root / "images", shard_dir, settings, fingerprint, on_patches=on_patches, on_start=on_start_wrapper
+        )
+    count = shards_to_task1(shard_dir, patch_dets, detector.class_names)
+    seconds = time.perf_counter() - start
+    resumed_text = f" ({summary.resumed_images} resumed from an earlier run)" if summary.resumed_images else ""
+    console.print(
+        f"{label}: {summary.source_images} source images{resumed_text}, {summary.patches} patches run, "
+        f"{count} patch detections, {seconds:.1f} s -> {patch_dets}",
+        highlight=False,
+    )
+    return patch_dets
+
+
+def inference_settings(batch_size: int, workers: int | None, device: str, amp: bool):
+    from rgfl.engine.inference import InferenceSettings
+
+    return InferenceSettings(batch_size=batch_size, workers=default_workers() if workers is None else workers, device=resolve_device(device), amp=amp)
+
+
+def read_image_detections(dets: Path, image_id: str, class_names: list[str]):
+    """Detections of one image from a Task1 folder: polygons [N, 8], scores [N], labels [N]."""
+    import numpy as np
+
+    from rgfl.dota.task1 import iter_task1_files, read_task1_file
+    from rgfl.errors import ProblemLog
+
+    polygons, scores, labels = [np.zeros((0, 8))], [np.zeros((0,))], [np.zeros((0,), dtype=np.int64)]
+    found = False
+    problems = ProblemLog()
+    for name, path in iter_task1_files(Path(dets)):
+        found = True
+        if name not in class_names:
+            class_names.append(name)
+        detections = read_task1_file(path, problems)
+        keep = np.array([image == image_id for image in detections.image_ids], dtype=bool)
+        if keep.any():
+            polygons.append(detections.polygons[keep])
+            scores.append(detections.scores[keep])
+            labels.append(np.full(int(keep.sum()), class_names.index(name), dtype=np.int64))
+    if not found:
+        raise InputError("no Task1_<class>.txt file in the detection folder", dets)
+    return np.concatenate(polygons), np.concatenate(scores), np.concatenate(labels)
+
+
+def print_paths(paths: Sequence[tuple[str, Path]]) -> None:
+    for what, path in paths:
+        console.print(f"{what}: {path}", highlight=False)
+
+
+def help_text(text: str) -> str:
+    """Join the wrapped lines of each paragraph so the terminal can re-wrap them; keep indented lines."""
+    paragraphs = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        if all(line.startswith("  ") for line in lines):
+            paragraphs.append("\n".join(lines))
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)

@@ -1,0 +1,202 @@
+"""Detection on full-size images of any size: sliding windows cut in memory, merged with rotated NMS.
+
+``rgfl predict`` does in one pass what ``rgfl split`` + inference + ``rgfl merge-submit`` do
+through files: for each rate the image is resized, the same window grid as ``rgfl split`` is laid
+over it (so a model sees the patches it was trained on, padded the same way), windows are cut one
+batch at a time (nothing is written to disk, and at most ``batch_size`` windows exist at once), the
+detector runs on each batch, boxes are mapped back to the original image and all windows'
+detections are merged with class-wise rotated NMS (the same rule as the merge of
+``rgfl merge-submit``: suppress when IoU is strictly greater than ``nms_iou``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rgfl.engine.inference import SIZE_DIVISOR, autocast_context
+from rgfl.structures import Detections
+
+__all__ = ["SlidingWindowSettings", "Window", "plan_windows", "predict_image"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SlidingWindowSettings:
+    """Windows and merge settings; the defaults are the standard single-scale DOTA protocol.
+
+    Attributes:
+        size: window side in pixels (of the resized image).
+        overlap: pixels shared by neighbouring windows (step = size - overlap).
+        rates: resize factors; each one is a full pass over the image (multi-scale testing).
+        pad_value: RGB fill for windows that stick out of the image, as ``rgfl split`` pads.
+        pad: pad windows at the border to ``size`` (as ``rgfl split`` does by default).
+        nms_iou: class-wise rotated NMS threshold of the merge (suppress IoU > nms_iou).
+        max_per_img: detections kept per image after the merge (highest scores).
+        batch_size: windows per forward pass.
+        amp: autocast on CUDA.
+    """
+
+    size: int = 1024
+    overlap: int = 200
+    rates: tuple[float, ...] = (1.0,)
+    pad_value: tuple[int, int, int] = (124, 116, 104)
+    pad: bool = True
+    nms_iou: float = 0.1
+    max_per_img: int = 2000
+    batch_size: int = 4
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.size < SIZE_DIVISOR:
+            raise ValueError(f"window size must be at least {SIZE_DIVISOR}, got {self.size}")
+        if not 0 <= self.overlap < self.size:
+            raise ValueError(f"overlap must satisfy 0 <= overlap < size ({self.size}), got {self.overlap}")
+        if not self.rates or any(rate <= 0 for rate in self.rates):
+            raise ValueError(f"rates must be positive, got {self.rates}")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window ``[x, x + size) x [y, y + size)`` of the image resized by ``rate``."""
+
+    x: int
+    y: int
+    size: int
+    rate: float
+
+
+def _window_starts(length: int, size: int, step: int) -> list[int]:
+    # Placeholder until rgfl.dota.split lands: same grid as reference notes section 3.1.
+    if length <= size:
+        return [0]
+    count = int(np.ceil((length - size) / step)) + 1
+    starts = [k * step for k in range(count)]
+    if len(starts) > 1 and starts[-1] + size > length:
+        starts[-1] = length - size
+    return starts
+
+
+def plan_windows(height: int, width: int, settings: SlidingWindowSettings) -> list[Window]:
+    """All windows over an image of ``height x width`` original pixels, rate by rate, x-major."""
+    windows = []
+    step = settings.size - settings.overlap
+    for rate in settings.rates:
+        scaled_h, scaled_w = _scaled_size(height, width, rate)
+        for x in _window_starts(scaled_w, settings.size, step):
+            for y in _window_starts(scaled_h, settings.size, step):
+                windows.append(Window(x, y, settings.size, float(rate)))
+    return windows
+
+
+def _scaled_size(height: int, width: int, rate: float) -> tuple[int, int]:
+    if rate == 1.0:
+        return height, width
+    return max(1, int(round(height * rate))), max(1, int(round(width * rate)))
+
+
+def _resized(image: np.ndarray, rate: float) -> np.ndarray:
+    if rate == 1.0:
+        return image
+    import cv2
+
+    height, width = _scaled_size(image.shape[0], image.shape[1], rate)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC if rate > 1 else cv2.INTER_AREA)
+
+
+def _cut(image: np.ndarray, window: Window, settings: SlidingWindowSettings) -> tuple[Tensor, tuple[int, int]]:
+    """Crop a window; pad it to ``size`` when it sticks out. Returns ``uint8 [3, S, S]`` and the valid (h, w)."""
+    crop = image[window.y : window.y + window.size, window.x : window.x + window.size]
+    valid = (int(crop.shape[0]), int(crop.shape[1]))
+    if settings.pad and valid != (window.size, window.size):
+        padded = np.empty((window.size, window.size, 3), dtype=np.uint8)
+        padded[:] = np.asarray(settings.pad_value, dtype=np.uint8)
+        padded[: valid[0], : valid[1]] = crop
+        crop = padded
+    return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1), valid
+
+
+def _batches(image: np.ndarray, windows: Sequence[Window], settings: SlidingWindowSettings) -> Iterator[tuple[list[Window], Tensor, list[tuple[int, int]]]]:
+    """Cut windows batch by batch, resizing the image once per rate (only one resized copy alive)."""
+    resized_rate, resized = None, image
+    batch: list[Window] = []
+    for window in list(windows) + [None]:  # type: ignore[list-item]
+        flush = window is None or len(batch) == settings.batch_size or (batch and window.rate != batch[0].rate)
+        if flush and batch:
+            cuts = [_cut(resized, w, settings) for w in batch]
+            height = -(-max(c.shape[1] for c, _ in cuts) // SIZE_DIVISOR) * SIZE_DIVISOR
+            width = -(-max(c.shape[2] for c, _ in cuts) // SIZE_DIVISOR) * SIZE_DIVISOR
+            images = torch.zeros((len(cuts), 3, height, width), dtype=torch.uint8)
+            for k, (cut, _) in enumerate(cuts):
+                images[k, :, : cut.shape[1], : cut.shape[2]] = cut
+            yield batch, images, [valid for _, valid in cuts]
+            batch = []
+        if window is None:
+            break
+        if window.rate != resized_rate:
+            resized_rate, resized = window.rate, _resized(image, window.rate)
+        batch.append(window)
+
+
+def window_to_image(boxes: Tensor, window: Window) -> Tensor:
+    """Map obb ``[N, 5]`` from window pixels to original-image pixels (shift, then undo the rate)."""
+    mapped = boxes.clone()
+    mapped[:, 0] += window.x
+    mapped[:, 1] += window.y
+    if window.rate != 1.0:
+        mapped[:, :4] /= window.rate
+    return mapped
+
+
+@torch.inference_mode()
+def predict_image(
+    detector: torch.nn.Module,
+    image: np.ndarray,
+    settings: SlidingWindowSettings,
+    device: str | torch.device = "cpu",
+    image_id: str = "",
+    on_windows: Callable[[int], None] | None = None,
+) -> Detections:
+    """Detect objects in a full-size image.
+
+    Args:
+        detector: module with ``predict(images uint8 [B,3,H,W], image_sizes) -> list[Detections]``
+            (boxes obb le135 in window pixels).
+        image: ``uint8 [H, W, 3]`` RGB, any size.
+        on_windows: progress callback, called with the number of windows just processed.
+
+    Returns:
+        Detections on CPU with ``boxes`` obb ``[N, 5]`` (float32, original-image pixels),
+        ``scores [N]`` sorted decreasing, ``labels [N]``; at most ``settings.max_per_img``.
+    """
+    from rgfl.ops import batched_nms_rotated
+
+    device = torch.device(device)
+    detector.eval()
+    height, width = image.shape[:2]
+    windows = plan_windows(height, width, settings)
+    all_boxes, all_scores, all_labels = [], [], []
+    for batch, images, valid in _batches(image, windows, settings):
+        with autocast_context(device, settings.amp):
+            results = detector.predict(images.to(device), image_sizes=valid)
+        for window, result in zip(batch, results):
+            if len(result.scores):
+                all_boxes.append(window_to_image(result.boxes.detach().float().cpu(), window))
+                all_scores.append(result.scores.detach().float().cpu())
+                all_labels.append(result.labels.detach().cpu().long())
+        if on_windows is not None:
+            on_windows(len(batch))
+    if not all_boxes:
+        return Detections(torch.zeros((0, 5)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.long), image_id)
+    boxes, scores, labels = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
+    keep = batched_nms_rotated(boxes, scores, labels, settings.nms_iou)
+    keep = torch.as_tensor(keep, dtype=torch.long)
+    keep = keep[torch.argsort(scores[keep], descending=True, stable=True)][: settings.max_per_img]
+    logger.info("%s: %d windows, %d detections before merge, %d after", image_id, len(windows), len(scores), len(keep))
+    return Detections(boxes[keep], scores[keep], labels[keep], image_id)
