@@ -1,1 +1,2 @@
-"""geometry"""
+"""Rotated-box geometry: conventions and conversions (``boxes``), rotated IoU (``iou``), rotated
+NMS (``nms``). Public entry point: :mod:`rgfl.ops`."""
