@@ -42,6 +42,11 @@ def root(
     setup_logging(verbose)
 
 
+from rgfl.cli.synth import synth_command  # noqa: E402
+
+app.command("synth")(synth_command)
+
+
 def main() -> None:
     app()
 
