@@ -1,0 +1,155 @@
+"""Training checkpoints: atomic save, validated load, finding the latest one, RNG capture.
+
+A checkpoint is one ``torch.save`` file (a dict of tensors and plain Python values, loadable with
+``weights_only=True``) holding:
+
+- ``format`` (``"rgfl-checkpoint"``), ``format_version``, ``rgfl_version``;
+- ``model_signature``: head, backbone, class names: what a checkpoint must match to be loaded;
+- ``model``: the detector's state dict (unwrapped from DDP / torch.compile);
+- ``optimizer``, ``scheduler``, ``scaler`` (GradScaler, or None);
+- ``epoch`` (0-based epoch in progress), ``batch_in_epoch`` (batches of it already trained),
+  ``iteration`` (global), ``complete`` (True when the epoch ended);
+- ``rng``: python/numpy/torch/cuda RNG states of every rank; ``sampler``: the batch order state;
+- ``config``: the resolved config as a dict; ``metrics``: last logged values.
+
+Files live in ``<work_dir>/checkpoints/``: ``epoch_0003.pt`` at epoch ends, ``iter_0012345.pt``
+when a run is interrupted, and a text file ``last_checkpoint`` naming the newest one.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rgfl import __version__
+from rgfl.errors import InputError
+from rgfl.fileio import atomic_write_bytes, atomic_write_text
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "find_latest_checkpoint",
+    "checkpoint_dir",
+    "capture_rng_state",
+    "restore_rng_state",
+    "check_model_signature",
+]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "rgfl-checkpoint"
+FORMAT_VERSION = 1
+LAST_POINTER = "last_checkpoint"
+
+
+class CheckpointError(InputError):
+    """A checkpoint that cannot be used: missing, corrupt, or from another model."""
+
+
+def checkpoint_dir(work_dir: str | Path) -> Path:
+    return Path(work_dir) / "checkpoints"
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` (plus format fields) atomically to ``path`` and point ``last_checkpoint`` at it.
+
+    The file is serialized in memory first and then written through a temporary file + rename, so
+    a crash or a second Ctrl-C leaves either the previous checkpoint or the complete new one.
+    """
+    path = Path(path)
+    payload = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, "rgfl_version": __version__, **state}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_text(path.parent / LAST_POINTER, path.name + "\n")
+    logger.info("saved checkpoint %s", path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and validate a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: the file is missing, truncated/corrupt, or not an rgfl checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint not found", path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError, AttributeError, IndexError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"not a readable checkpoint (corrupt or truncated file?): {first_line[:200]}", path) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            "not an rgfl training checkpoint (no 'format: rgfl-checkpoint' field); "
+            "to start from other weights use model.pretrained or convert them first",
+            path,
+        )
+    if state.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint format {state['format_version']} is newer than this rgfl understands ({FORMAT_VERSION}); upgrade rgfl", path)
+    return state
+
+
+def find_latest_checkpoint(work_dir: str | Path) -> Path | None:
+    """The newest checkpoint of a work dir: the one ``last_checkpoint`` names, else the newest file."""
+    folder = checkpoint_dir(work_dir)
+    pointer = folder / LAST_POINTER
+    if pointer.is_file():
+        candidate = folder / pointer.read_text(encoding="utf-8").strip()
+        if candidate.is_file():
+            return candidate
+    files = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime)
+    return files[-1] if files else None
+
+
+def check_model_signature(state: dict[str, Any], expected: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint of another model (head, backbone or class list differ)."""
+    found = state.get("model_signature", {})
+    for key, value in expected.items():
+        if key in found and found[key] != value:
+            raise CheckpointError(
+                f"checkpoint is from another model: {key} is {_short(found[key])} in the checkpoint but {_short(value)} in the config",
+                path,
+            )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+# ----------------------------------------------------------------------------------------------
+# RNG state (stored as tensors/lists so that weights_only loading accepts it)
+
+
+def capture_rng_state() -> dict[str, Any]:
+    version, python_state, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(python_state), gauss],
+        "numpy": [name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    version, python_state, gauss = state["python"]
+    random.setstate((version, tuple(python_state), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,344 @@
+"""Experiment configs: flat YAML files validated into typed dataclasses.
+
+A config file has one mapping per section (``model``, ``data``, ``optimizer``, ``schedule``,
+``train``, ``eval``) and plain ``key: value`` pairs inside each; the keys are exactly the fields of
+the dataclasses below, nothing else. A section left out keeps its defaults. Validation happens on
+load: an unknown key, a value of the wrong type or a choice that does not exist raises
+:class:`~rgfl.errors.InputError` naming the file, the line, the key, the value and what is allowed
+(with a "did you mean" suggestion for misspellings).
+
+Command-line overrides ``section.key=value`` (``rgfl train --set optimizer.lr=0.02``) are parsed
+as YAML scalars and typed by the field they set.
+
+Example::
+
+    cfg = load_config("configs/rgfl_r18_tiny_cpu.yaml", overrides=["train.seed=3"])
+    cfg.optimizer.momentum      # 0.9
+    config_to_dict(cfg)         # plain dict, stored in checkpoints and the work dir
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rgfl.errors import InputError
+
+__all__ = [
+    "ModelConfig",
+    "DataConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "Config",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+    "config_to_yaml",
+    "apply_overrides",
+]
+
+
+@dataclass
+class ModelConfig:
+    """The detector (:class:`rgfl.model.RotatedGFL`); the keys are passed to it as keyword arguments."""
+
+    head: Literal["gfl", "vanilla"] = "gfl"  # gfl: QFL + DFL (the design); vanilla: the reference results' head
+    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet50"
+    pretrained: str = "imagenet"  # imagenet | none | path to a saved torchvision state dict
+    frozen_stages: int = 1  # stem + stage 1 frozen, as in the reference
+    norm_eval: bool = True  # BatchNorm statistics frozen (batch 2 per GPU is too small to estimate them)
+    reg_max: int | None = None  # bins - 1 of the distributions; None: the head's default (16 gfl, 8 vanilla)
+    octave_base_scale: float | None = None  # anchor side = scale * stride; None: the head's default
+
+
+@dataclass
+class DataConfig:
+    """The training set: patches written by ``rgfl split`` (or any DOTA-format folder)."""
+
+    root: str | None = None  # SPLIT_ROOT with images/ and labelTxt/; `rgfl train --data` sets it
+    classes: str = "dota1.0"  # dota1.0 | dota1.5 | dota2.0 | comma list | file with one name per line
+    skip_empty: bool = True  # drop patches without any object from training (as mmrotate does)
+    ignore_difficult: bool = False  # mark difficult objects as ignored instead of training on them
+    input_size: int | None = None  # resize patches so the longer side is this; None: keep patch size
+    hflip: float = 0.5  # probability of a horizontal flip (the reference's only augmentation)
+    vflip: float = 0.0
+    dflip: float = 0.0  # diagonal flip (horizontal + vertical)
+    rotate90: float = 0.0  # probability of a random rotation by 90, 180 or 270 degrees
+    batch_size: int = 2  # images per process (per GPU); total batch = batch_size * world size
+    workers: int | None = None  # DataLoader workers per process; None: min(8, cores per process)
+    pin_memory: bool | None = None  # None: on when training on CUDA
+    persistent_workers: bool = True
+    prefetch_factor: int = 2
+
+
+@dataclass
+class OptimizerConfig:
+    """SGD with momentum; the learning rate is scaled linearly with the total batch size.
+
+    ``lr = base_lr * total_batch / base_batch_size`` unless ``lr`` is given explicitly.
+    """
+
+    base_lr: float = 0.01  # the reference learning rate ...
+    base_batch_size: int = 16  # ... for this total batch size (GFL: 0.01 at 8 GPUs x 2 images)
+    lr: float | None = None  # explicit learning rate: disables the scaling rule
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    grad_clip: float | None = None  # max L2 norm of all gradients; None: no clipping
+
+
+@dataclass
+class ScheduleConfig:
+    """Linear warmup over iterations, then step decay at epoch milestones (the mmdet 1x schedule)."""
+
+    epochs: int = 12
+    milestones: list[int] = field(default_factory=lambda: [8, 11])  # lr *= gamma when these epochs start
+    gamma: float = 0.1
+    warmup: Literal["linear", "constant", "none"] = "linear"
+    warmup_iters: int = 500
+    warmup_ratio: float = 0.001  # lr at iteration 0 = ratio * lr
+    max_iters: int | None = None  # stop after this many iterations in total (smoke runs, benchmarks)
+
+
+@dataclass
+class TrainConfig:
+    """How the loop runs: devices, precision, logging, checkpoints, failure handling."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun each process takes its local GPU)
+    amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision on CUDA; fp16 uses a GradScaler
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the detector
+    sync_bn: bool = False  # SyncBatchNorm across processes (only matters with norm_eval false)
+    find_unused_parameters: bool = False
+    log_interval: int = 20  # iterations between log lines
+    checkpoint_interval: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    keep_checkpoints: int = 0  # keep only the newest N epoch checkpoints; 0 keeps all
+    nonfinite_loss: Literal["stop", "skip"] = "stop"  # what a NaN/inf loss does
+    max_skipped: int = 50  # with "skip": stop after this many skipped batches in a row
+    tensorboard: bool = True  # write TensorBoard scalars when tensorboard is installed
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
+
+
+@dataclass
+class EvalConfig:
+    """Validation during training through the evaluator of ``rgfl eval``."""
+
+    interval: int = 0  # epochs between validations; 0 turns validation off
+    data: str | None = None  # split folder of the validation set (patches with labelTxt)
+    batch_size: int = 2
+    score_thr: float = 0.05
+    nms_iou: float = 0.1
+    max_per_image: int = 2000
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config, validate it and apply ``section.key=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found (see configs/ for the provided ones)", path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        root_node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = None if mark is None else mark.line + 1
+        raise InputError(f"not valid YAML: {getattr(error, 'problem', error)}", path, line) from None
+    lines = _key_lines(root_node)
+    cfg = config_from_dict(data if data is not None else {}, source=path, lines=lines)
+    return apply_overrides(cfg, overrides)
+
+
+def config_from_dict(data: Any, source: str | Path | None = None, lines: dict[str, int] | None = None) -> Config:
+    """Validate a nested ``{section: {key: value}}`` mapping into a :class:`Config`."""
+    lines = lines or {}
+    if not isinstance(data, dict):
+        raise InputError(f"a config must be a mapping of sections ({', '.join(SECTIONS)}), got {type(data).__name__}", source)
+    sections = {}
+    for name, values in data.items():
+        if name not in SECTIONS:
+            raise InputError(_unknown_key_message(str(name), values, list(SECTIONS), "sections"), source, lines.get(str(name)))
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise InputError(f"section '{name}' must be a mapping of key: value, got {values!r}", source, lines.get(name))
+        sections[name] = _build_section(name, values, source, lines)
+    return Config(**sections)
+
+
+def _build_section(section: str, values: dict, source: str | Path | None, lines: dict[str, int]) -> Any:
+    cls = SECTIONS[section]
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{section}.{key}"
+        if key not in allowed:
+            raise InputError(_unknown_key_message(dotted, value, [f"{section}.{name}" for name in allowed], f"keys in '{section}'"), source, lines.get(dotted))
+        try:
+            kwargs[key] = coerce(value, hints[key])
+        except ValueError as error:
+            raise InputError(f"{dotted}: {error}", source, lines.get(dotted)) from None
+    return cls(**kwargs)
+
+
+def _unknown_key_message(key: str, value: Any, allowed: list[str], what: str) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown config key '{key}' (value {value!r}){hint} Allowed {what}: {', '.join(allowed)}"
+
+
+def _key_lines(node: Any) -> dict[str, int]:
+    """Map ``section`` and ``section.key`` to 1-based line numbers in the YAML file."""
+    lines: dict[str, int] = {}
+    if not isinstance(node, yaml.MappingNode):
+        return lines
+    for key_node, value_node in node.value:
+        section = str(key_node.value)
+        lines[section] = key_node.start_mark.line + 1
+        if isinstance(value_node, yaml.MappingNode):
+            for sub_key, _ in value_node.value:
+                lines[f"{section}.{sub_key.value}"] = sub_key.start_mark.line + 1
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# Types
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(str(choice) for choice in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert where lossless (int -> float).
+
+    Raises:
+        ValueError: with a message saying what was expected and what arrived.
+    """
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "~")):
+            return None
+        for arg in args:
+            try:
+                return coerce(value, arg)
+            except ValueError:
+                continue
+        raise ValueError(f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices:
+            return value
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"expected {_type_name(tp)}, got {value!r}{hint}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected {_type_name(tp)}, got {value!r}")
+        (item_type,) = typing.get_args(tp)
+        return [coerce(item, item_type) for item in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ValueError(f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"expected a string, got {value!r}")
+    raise AssertionError(f"unsupported config field type {tp}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Overrides and output
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """Return a copy of ``cfg`` with ``section.key=value`` overrides applied and validated."""
+    data = config_to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(f"--set expects section.key=value, got {item!r} (example: --set optimizer.lr=0.02)")
+        dotted, raw = item.split("=", 1)
+        dotted = dotted.strip()
+        section, _, key = dotted.partition(".")
+        if section not in SECTIONS or not key:
+            raise InputError(_unknown_key_message(dotted, raw, [f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(SECTIONS[s])], "keys"))
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        hints = typing.get_type_hints(SECTIONS[section])
+        if key in hints and _accepts_str(hints[key]) and not isinstance(value, (str, type(None))):
+            value = raw  # a str field keeps the text as typed (e.g. pretrained=0001.pt)
+        data[section][key] = value
+    try:
+        return config_from_dict(data, source="--set")
+    except InputError as error:
+        raise InputError(error.reason.replace("config key", "--set key"), None) from None
+
+
+def _accepts_str(tp: Any) -> bool:
+    if tp is str:
+        return True
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and str in typing.get_args(tp)
+
+
+def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+    return dataclasses.asdict(cfg)
+
+
+def config_to_yaml(cfg: Config, header: str = "") -> str:
+    body = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
+    return (header + "\n" if header else "") + body
