@@ -46,6 +46,14 @@ from rgfl.cli.synth import synth_command  # noqa: E402
 
 app.command("synth")(synth_command)
 
+from rgfl.cli.demo import demo_command  # noqa: E402
+from rgfl.cli.predict import predict_command  # noqa: E402
+from rgfl.cli.show import show_command  # noqa: E402
+
+app.command("predict")(predict_command)
+app.command("demo")(demo_command)
+app.command("show")(show_command)
+
 
 def main() -> None:
     app()
@@ -53,9 +61,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-from rgfl.cli.predict import predict_command  # noqa: E402
-from rgfl.cli.show import show_command  # noqa: E402
-
-app.command("predict")(predict_command)
-app.command("show")(show_command)
