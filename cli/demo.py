@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from rgfl.cli.common import console, handle_errors
-from rgfl.cli.run_model import help_text
+from rgfl.cli.run_model import help_text, print_metrics_table
 
 DEMO_HELP = """Run the whole rgfl chain on a small synthetic DOTA-format data set, on the CPU.
 
@@ -141,7 +141,7 @@ def demo_command(
 
     total = time.perf_counter() - start
     console.rule("[bold]rgfl demo: done")
-    _print_metrics(json.loads((out / "eval" / "metrics.json").read_text(encoding="utf-8")), "merged, image level (val)")
+    print_metrics_table(json.loads((out / "eval" / "metrics.json").read_text(encoding="utf-8")), "AP on the held-out val images (merged, image level)")
     for title, seconds in times:
         console.print(f"  {title:<28} {seconds:7.1f} s", highlight=False)
     console.print(f"  {'total':<28} {total:7.1f} s", highlight=False)
@@ -160,20 +160,6 @@ def _latest_checkpoint(work: Path) -> Path:
     if checkpoint is None:
         raise RgflError(f"training wrote no checkpoint into {work / 'checkpoints'}")
     return checkpoint
-
-
-def _print_metrics(metrics: dict, title: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"AP, {title}", title_justify="left")
-    for column in ("class", "#gt", "#dets", "AP50", "AP75", "mAP"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for name, row in metrics["per_class"].items():
-        if row["num_gt"] == 0 and row["num_dets"] == 0:
-            continue
-        table.add_row(name, str(row["num_gt"]), str(row["num_dets"]), *(f"{100 * row[k]:.2f}" for k in ("AP50", "AP75", "mAP")))
-    table.add_row("[bold]mean", "", "", *(f"[bold]{100 * metrics[k]:.2f}" for k in ("AP50", "AP75", "mAP")))
-    console.print(table)
 
 
 demo_command.__doc__ = help_text(DEMO_HELP)

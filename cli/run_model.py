@@ -205,3 +205,82 @@ def help_text(text: str) -> str:
         else:
             paragraphs.append(" ".join(line.strip() for line in lines))
     return "\n\n".join(paragraphs)
+
+
+def print_metrics_table(metrics: dict, title: str) -> None:
+    """The AP table of a metric JSON document (schema of `rgfl eval --json`), percentages."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("class", "#gt", "#dets", "AP50", "AP75", "mAP"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, row in metrics["per_class"].items():
+        table.add_row(name, str(row["num_gt"]), str(row["num_dets"]), *(f"{100 * row[k]:.2f}" for k in ("AP50", "AP75", "mAP")))
+    table.add_row("[bold]mean", "", "", *(f"[bold]{100 * metrics[k]:.2f}" for k in ("AP50", "AP75", "mAP")))
+    console.print(table)
+
+
+def eval_checkpoint(
+    checkpoint: Path,
+    data: Path,
+    out: Path,
+    merged: bool,
+    gt: Path | None,
+    settings,
+    class_names: Sequence[str] | None = None,
+    iou_thrs: Sequence[float] | None = None,
+    ap_method: str = "voc07",
+    strict: bool = False,
+    merge_options: dict | None = None,
+) -> dict:
+    """`rgfl eval CHECKPOINT`: infer the split val set, then score it (patch level, or merged).
+
+    Patch level (default, the protocol of the reference results): detections on patches against
+    ``data/labelTxt``. ``merged``: patch detections merged to full images by the merge of
+    `rgfl merge-submit`, scored against the original labels in ``gt``. Writes
+    ``out/metrics.json`` (the `rgfl eval --json` schema) and returns its content.
+    """
+    import json
+
+    from rgfl.errors import ProblemLog
+    from rgfl.evaluation.dota_map import COCO_IOU_THRS, evaluate_detections
+    from rgfl.fileio import atomic_write_text
+
+    if merged and gt is None:
+        raise RgflError("--merged needs --gt ORIGINAL_LABEL_DIR (the label files of the full images before splitting)")
+    if gt is not None and not merged:
+        raise RgflError("--gt is only used with --merged (at patch level the ground truth is DATA/labelTxt)")
+    if merged and not Path(gt).is_dir():
+        raise InputError("ground-truth folder not found (expected the labelTxt/ of the full images)", gt)
+    if not merged and not (data / "labelTxt").is_dir():
+        raise InputError("no labelTxt/ in the data folder: patch-level evaluation needs the split labels (or use --merged --gt DIR)", data)
+    detector = load_detector(checkpoint, settings.device)
+    names = tuple(class_names) if class_names else detector.class_names
+    patch_dets = infer_split(detector, data, out, settings)
+    if merged:
+        dets_dir = out / MERGED_DETS
+        merge_patch_detections(patch_dets, dets_dir, detector.class_names, data, **(merge_options or {}))
+        gt_dir, level = Path(gt), "merged, image level"
+    else:
+        dets_dir, gt_dir, level = patch_dets, data / "labelTxt", "patch level"
+    result = evaluate_detections(
+        dets_dir, gt_dir, names, COCO_IOU_THRS if iou_thrs is None else iou_thrs, ap_method, ProblemLog(strict=strict)
+    )
+    metrics = result.to_dict()
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    print_metrics_table(metrics, f"rgfl eval {checkpoint.name}: {level}, {result.num_images} images, AP {ap_method}")
+    print_paths([("detections", dets_dir), ("metrics", out / "metrics.json")])
+    return metrics
+
+
+def merge_patch_detections(patch_dets: Path, out: Path, class_names: Sequence[str], data: Path | None = None, **options) -> None:
+    """Patch-level Task1 folder -> image-level Task1 folder with the merge of `rgfl merge-submit`."""
+    raise NotImplementedError("waiting for rgfl.dota.merge (evalm branch)")
+
+
+def merge_submit_checkpoint(checkpoint: Path, data: Path, out: Path, make_zip: bool, settings, merge_options: dict | None = None) -> Path:
+    """`rgfl merge-submit CHECKPOINT`: infer the split test set (streamed, resumable), then merge and write the submission."""
+    detector = load_detector(checkpoint, settings.device)
+    patch_dets = infer_split(detector, data, out, settings)
+    merge_patch_detections(patch_dets, out, detector.class_names, data, zip=make_zip, **(merge_options or {}))
+    return out
