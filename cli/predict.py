@@ -31,12 +31,14 @@ Examples:
 
 
 def _parse_rates(text: str) -> tuple[float, ...]:
+    from rgfl.errors import RgflError
+
     try:
         rates = tuple(float(part) for part in text.replace(" ", "").split(",") if part)
     except ValueError:
-        raise typer.BadParameter(f"{text!r}: expected numbers separated by commas, e.g. 1.0 or 0.5,1.0,1.5") from None
+        raise RgflError(f"--rates {text!r}: expected numbers separated by commas, e.g. 1.0 or 0.5,1.0,1.5") from None
     if not rates or any(not rate > 0 for rate in rates):
-        raise typer.BadParameter(f"{text!r}: rates must be positive numbers")
+        raise RgflError(f"--rates {text!r}: rates must be positive numbers")
     return rates
 
 
