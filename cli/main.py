@@ -61,3 +61,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+from rgfl.cli.train import train_command  # noqa: E402
+
+app.command("train")(train_command)

@@ -34,6 +34,11 @@ def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
         "pretrained": cfg.pretrained,
         "frozen_stages": cfg.frozen_stages,
         "norm_eval": cfg.norm_eval,
+        "topk": cfg.topk,
+        "nms_pre": cfg.nms_pre,
+        "score_thr": cfg.score_thr,
+        "nms_iou": cfg.nms_iou,
+        "max_per_img": cfg.max_per_img,
     }
     if cfg.reg_max is not None:
         kwargs["reg_max"] = cfg.reg_max
@@ -70,6 +75,7 @@ def model_signature(cfg: Config) -> dict[str, Any]:
 def build_train_dataset(cfg: DataConfig, names: tuple[str, ...]) -> Any:
     """The training set over ``cfg.root`` (``rgfl split`` output: ``images/`` + ``labelTxt/``)."""
     from rgfl.data import DotaDataset
+    from rgfl.data.transforms import build_transforms
 
     if cfg.root is None:
         raise InputError("no training data given: pass --data SPLIT_ROOT (a folder written by rgfl split)")
@@ -80,17 +86,24 @@ def build_train_dataset(cfg: DataConfig, names: tuple[str, ...]) -> Any:
         raise InputError("no images/ folder inside the training data folder (expected rgfl split output: images/ and labelTxt/)", root)
     if not (root / "labelTxt").is_dir():
         raise InputError("no labelTxt/ folder inside the training data folder: training needs labels", root)
-    dataset = DotaDataset(
-        root,
-        names,
-        skip_empty=cfg.skip_empty,
-        ignore_difficult=cfg.ignore_difficult,
-        input_size=cfg.input_size,
-        hflip=cfg.hflip,
-        vflip=cfg.vflip,
-        dflip=cfg.dflip,
-        rotate90=cfg.rotate90,
-    )
+    if cfg.scale_range is not None and len(cfg.scale_range) != 2:
+        raise InputError(f"data.scale_range must be [min, max], got {cfg.scale_range}")
+    try:
+        transforms = build_transforms(
+            hflip=cfg.hflip,
+            vflip=cfg.vflip,
+            diagonal_flip=cfg.dflip,
+            rotate90=cfg.rotate90,
+            rotate=cfg.rotate,
+            max_angle=cfg.max_angle,
+            resize=cfg.input_size,
+            scale_range=tuple(cfg.scale_range) if cfg.scale_range is not None else None,  # type: ignore[arg-type]
+        )
+    except ValueError as error:
+        raise InputError(f"bad augmentation settings in the data section: {error}") from None
+    # No dataset seed: the engine seeds every sample from (seed, epoch, index) itself
+    # (rgfl.engine.sampler.SeededSamples), which also holds with persistent workers.
+    dataset = DotaDataset(root, names, transforms=transforms, filter_empty=cfg.skip_empty, difficult=cfg.difficult, truncated=cfg.truncated)
     if len(dataset) == 0:
         hint = " (all patches are empty; set data.skip_empty=false to train on them)" if cfg.skip_empty else ""
         raise InputError(f"no training patches found{hint}", root)

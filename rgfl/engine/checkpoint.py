@@ -87,9 +87,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError("checkpoint not found", path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError, AttributeError, IndexError, TypeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"not a readable checkpoint (corrupt or truncated file?): {first_line[:200]}", path) from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError, AttributeError, IndexError, TypeError):
+        # torch's own messages here are long and about pickling internals; the user needs to know
+        # that this file cannot be used.
+        raise CheckpointError("not a readable rgfl checkpoint (corrupt or truncated file, or saved by another program)", path) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             "not an rgfl training checkpoint (no 'format: rgfl-checkpoint' field); "

@@ -57,7 +57,13 @@ class ModelConfig:
     frozen_stages: int = 1  # stem + stage 1 frozen, as in the reference
     norm_eval: bool = True  # BatchNorm statistics frozen (batch 2 per GPU is too small to estimate them)
     reg_max: int | None = None  # bins - 1 of the distributions; None: the head's default (16 gfl, 8 vanilla)
-    octave_base_scale: float | None = None  # anchor side = scale * stride; None: the head's default
+    octave_base_scale: float | None = None  # anchor side = scale * stride; None: the head's default (4)
+    topk: int = 9  # ATSS candidates per level and object
+    # Test-time settings (validation and `rgfl eval`), as in the reference (notes 7.1).
+    nms_pre: int = 2000  # best priors per level kept before NMS
+    score_thr: float = 0.05
+    nms_iou: float = 0.1  # class-aware rotated NMS
+    max_per_img: int = 2000
 
 
 @dataclass
@@ -66,13 +72,18 @@ class DataConfig:
 
     root: str | None = None  # SPLIT_ROOT with images/ and labelTxt/; `rgfl train --data` sets it
     classes: str = "dota1.0"  # dota1.0 | dota1.5 | dota2.0 | comma list | file with one name per line
-    skip_empty: bool = True  # drop patches without any object from training (as mmrotate does)
-    ignore_difficult: bool = False  # mark difficult objects as ignored instead of training on them
-    input_size: int | None = None  # resize patches so the longer side is this; None: keep patch size
-    hflip: float = 0.5  # probability of a horizontal flip (the reference's only augmentation)
+    skip_empty: bool = True  # leave out patches without any trainable object (as mmrotate does)
+    difficult: Literal["keep", "ignore", "drop"] = "keep"  # objects marked difficult 1
+    truncated: Literal["keep", "ignore", "drop"] = "ignore"  # objects marked 2 (cut by the split)
+    # Augmentation (rgfl.data.transforms.build_transforms); the reference uses hflip 0.5 only.
+    input_size: int | None = None  # resize so the longer side is this; None: keep the patch size
+    scale_range: list[float] | None = None  # random rescale factor range, e.g. [0.5, 1.5]
+    hflip: float = 0.5  # probability of a horizontal flip; at most one flip per sample
     vflip: float = 0.0
-    dflip: float = 0.0  # diagonal flip (horizontal + vertical)
-    rotate90: float = 0.0  # probability of a random rotation by 90, 180 or 270 degrees
+    dflip: float = 0.0  # diagonal flip (half turn)
+    rotate90: float = 0.0  # probability of 1-3 quarter turns
+    rotate: float = 0.0  # probability of a rotation by a uniform angle in [-max_angle, max_angle]
+    max_angle: float = 180.0
     batch_size: int = 2  # images per process (per GPU); total batch = batch_size * world size
     workers: int | None = None  # DataLoader workers per process; None: min(8, cores per process)
     pin_memory: bool | None = None  # None: on when training on CUDA
@@ -136,9 +147,6 @@ class EvalConfig:
     interval: int = 0  # epochs between validations; 0 turns validation off
     data: str | None = None  # split folder of the validation set (patches with labelTxt)
     batch_size: int = 2
-    score_thr: float = 0.05
-    nms_iou: float = 0.1
-    max_per_image: int = 2000
 
 
 @dataclass

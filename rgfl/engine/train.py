@@ -56,6 +56,7 @@ from rgfl.engine.config import Config, config_from_dict, config_to_dict, config_
 from rgfl.engine.metrics import JsonLinesLog, TensorBoardLog, format_eta
 from rgfl.engine.sampler import EpochBatchSampler, SeededSamples, worker_init
 from rgfl.engine.schedule import LRSchedule, scaled_lr
+from rgfl.engine.validation import check_validation_available, validate
 from rgfl.errors import RgflError
 from rgfl.fileio import atomic_write_text
 
@@ -179,6 +180,7 @@ class Trainer:
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch sizes: autotuned convolutions pay off
 
+        check_validation_available(cfg)
         self.dataset = build_train_dataset(cfg.data, self.names)
         self.total_batch = cfg.data.batch_size * self.dist.world_size
         self.sampler = EpochBatchSampler(len(self.dataset), cfg.data.batch_size, shuffle=True, seed=cfg.train.seed, rank=self.dist.rank, world_size=self.dist.world_size)
@@ -565,8 +567,6 @@ class Trainer:
 
     def _validate(self, epoch: int, jsonl: JsonLinesLog | None, tensorboard: TensorBoardLog | None) -> None:
         """Validation hook: AP50/AP75/mAP through the evaluator of ``rgfl eval`` (see docs/training.md)."""
-        from rgfl.engine.validation import validate
-
         self.detector.eval()
         try:
             metrics = validate(self.detector, self.cfg, self.names, self.device) if self.is_main else None
