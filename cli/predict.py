@@ -93,7 +93,7 @@ def predict_command(
     import numpy as np
     from rich.table import Table
 
-    from rgfl.cli.run_model import load_detector, progress_bar, resolve_device
+    from rgfl.cli.run_model import load_detector, model_input_size, progress_bar, resolve_device
     from rgfl.dota.task1 import Task1Writer
     from rgfl.engine.predict import SlidingWindowSettings, plan_windows, predict_image
     from rgfl.engine.inference import detections_to_numpy
@@ -105,12 +105,14 @@ def predict_command(
     overlap = size - step if step is not None else (200 if overlap is None else overlap)
     if not 0 <= overlap < size:
         raise RgflError(f"--overlap must be in [0, --size) = [0, {size}), got {overlap} (step = size - overlap must be positive)")
-    settings = SlidingWindowSettings(
-        size=size, overlap=overlap, rates=_parse_rates(rates), nms_iou=nms_iou, max_per_img=max_per_img, batch_size=batch_size, amp=amp
-    )
+    rate_list = _parse_rates(rates)
     images = collect_images(paths)
     device = resolve_device(device)
     detector = load_detector(checkpoint, device)
+    settings = SlidingWindowSettings(
+        size=size, overlap=overlap, rates=rate_list, nms_iou=nms_iou, max_per_img=max_per_img, batch_size=batch_size, amp=amp,
+        input_size=model_input_size(detector),
+    )
     names = detector.class_names
     out.mkdir(parents=True, exist_ok=True)
 

@@ -99,6 +99,12 @@ def load_detector(checkpoint: Path, device: str) -> LoadedDetector:
     return LoadedDetector(model, tuple(class_names(config.data)), checkpoint, config, fingerprint)
 
 
+def model_input_size(detector: LoadedDetector) -> int | None:
+    """The ``data.input_size`` the model was trained with (patches are resized to it), or None."""
+    data = getattr(detector.config, "data", None)
+    return getattr(data, "input_size", None)
+
+
 def progress_bar():
     """A rich progress bar on stderr with count, rate and time left."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -123,6 +129,9 @@ def infer_split(detector: LoadedDetector, data_root: Path, out: Path, settings, 
 
     if not data_root.is_dir():
         raise InputError("data folder not found (expected a folder written by `rgfl split` with images/)", data_root)
+    import dataclasses
+
+    settings = dataclasses.replace(settings, input_size=model_input_size(detector))
     patch_dets = out / PATCH_DETS
     shard_dir = patch_dets / SHARDS
     fingerprint = {**detector.fingerprint, "data": str(data_root.resolve())}

@@ -64,12 +64,16 @@ class InferenceSettings:
         workers: DataLoader worker processes that decode images (0: in the main process).
         device: ``cpu``, ``cuda``, ``cuda:1``...
         amp: autocast (fp16/bf16) on CUDA; ignored on CPU, where autocast only slows convs down.
+        input_size: resize each patch so that its longer side is this many pixels before the
+            detector sees it (the ``data.input_size`` the model was trained with); None keeps
+            patches as they are. Boxes are scaled back to patch pixels.
     """
 
     batch_size: int = 4
     workers: int = 2
     device: str = "cpu"
     amp: bool = True
+    input_size: int | None = None
 
 
 def autocast_context(device: torch.device, amp: bool):
@@ -88,6 +92,33 @@ def _read_rgb(path: Path) -> np.ndarray:
     if image is None:
         raise InputError("cannot decode the image (unreadable, truncated or not an image)", path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def resize_to_input(image: np.ndarray, input_size: int | None) -> tuple[np.ndarray, float]:
+    """Resize ``uint8 [H, W, 3]`` so that the longer side is ``input_size``; returns it and the scale.
+
+    The same rule as the training data pipeline (``data.input_size``): scale = input_size / max(H, W),
+    sides rounded to the nearest pixel, bilinear (area when shrinking).
+    """
+    if input_size is None:
+        return image, 1.0
+    height, width = image.shape[:2]
+    scale = float(input_size) / max(height, width)
+    if scale == 1.0:
+        return image, 1.0
+    import cv2
+
+    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR), scale
+
+
+def unscale_boxes(boxes: Tensor, scale: float) -> Tensor:
+    """obb ``[N, 5]`` from model-input pixels back to patch pixels (``input = patch * scale``)."""
+    if scale == 1.0:
+        return boxes
+    boxes = boxes.clone()
+    boxes[:, :4] /= scale
+    return boxes
 
 
 def list_patch_images(image_dir: Path) -> list[tuple[Path, PatchOrigin]]:
@@ -116,34 +147,37 @@ def list_patch_images(image_dir: Path) -> list[tuple[Path, PatchOrigin]]:
 class PatchImages(torch.utils.data.Dataset):
     """Patch images of a split folder, ordered so that each source image's patches are contiguous.
 
-    ``dataset[i] -> (image uint8 Tensor[3, H, W] RGB, patch name)``.
+    ``dataset[i] -> (image uint8 Tensor[3, H, W] RGB, patch name, scale)``: the image resized to
+    ``input_size`` (longer side) when given, ``scale`` = input pixels / patch pixels.
     """
 
-    def __init__(self, entries: Sequence[tuple[Path, PatchOrigin]]):
+    def __init__(self, entries: Sequence[tuple[Path, PatchOrigin]], input_size: int | None = None):
         self.paths = [path for path, _ in entries]
         self.origins = [origin for _, origin in entries]
+        self.input_size = input_size
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, str]:
-        image = _read_rgb(self.paths[index])
-        return torch.from_numpy(image).permute(2, 0, 1).contiguous(), self.paths[index].stem
+    def __getitem__(self, index: int) -> tuple[Tensor, str, float]:
+        image, scale = resize_to_input(_read_rgb(self.paths[index]), self.input_size)
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(), self.paths[index].stem, scale
 
 
-def collate_patches(samples: Sequence[tuple[Tensor, str]]) -> tuple[Tensor, list[tuple[int, int]], list[str]]:
+def collate_patches(samples: Sequence[tuple[Tensor, str, float]]) -> tuple[Tensor, list[tuple[int, int]], list[str], list[float]]:
     """Stack patches into ``uint8 [B, 3, H', W']``, zero-padded bottom/right to a multiple of 32.
 
     Returns:
-        images, the true ``(height, width)`` of each patch, and the patch names.
+        images, the true ``(height, width)`` of each (resized) patch, the patch names, the scales.
     """
-    sizes = [(int(image.shape[1]), int(image.shape[2])) for image, _ in samples]
+    sizes = [(int(sample[0].shape[1]), int(sample[0].shape[2])) for sample in samples]
     height = -(-max(h for h, _ in sizes) // SIZE_DIVISOR) * SIZE_DIVISOR
     width = -(-max(w for _, w in sizes) // SIZE_DIVISOR) * SIZE_DIVISOR
     batch = torch.zeros((len(samples), 3, height, width), dtype=torch.uint8)
-    for k, (image, _) in enumerate(samples):
+    for k, sample in enumerate(samples):
+        image = sample[0]
         batch[k, :, : image.shape[1], : image.shape[2]] = image
-    return batch, sizes, [name for _, name in samples]
+    return batch, sizes, [sample[1] for sample in samples], [sample[2] if len(sample) > 2 else 1.0 for sample in samples]
 
 
 @dataclass
@@ -194,12 +228,13 @@ def iter_patch_detections(detector: torch.nn.Module, dataset: PatchImages, setti
     """Run ``detector.predict`` over the dataset in batches; yield each patch's detections in order."""
     device = torch.device(settings.device)
     detector.eval()
-    for images, sizes, names in _loader(dataset, settings, device):
+    for images, sizes, names, scales in _loader(dataset, settings, device):
         images = images.to(device, non_blocking=True)
         with autocast_context(device, settings.amp):
             results = detector.predict(images, image_sizes=sizes)
-        for name, result in zip(names, results):
-            polygons, scores, labels = detections_to_numpy(result.boxes, result.scores, result.labels)
+        for name, result, scale in zip(names, results, scales):
+            boxes = unscale_boxes(result.boxes.detach().float(), scale)
+            polygons, scores, labels = detections_to_numpy(boxes, result.scores, result.labels)
             yield PatchDetections(name, polygons, scores, labels)
 
 
@@ -290,7 +325,7 @@ def stream_patch_detections(
     if not todo:
         return summary
 
-    dataset = PatchImages(todo)
+    dataset = PatchImages(todo, settings.input_size)
     pending: list[PatchDetections] = []
     current: str | None = None
     for patch in iter_patch_detections(detector, dataset, settings):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rgfl.engine.inference import SIZE_DIVISOR, autocast_context
+from rgfl.engine.inference import SIZE_DIVISOR, autocast_context, resize_to_input, unscale_boxes
 from rgfl.structures import Detections
 
 __all__ = ["SlidingWindowSettings", "Window", "plan_windows", "predict_image"]
@@ -41,6 +41,8 @@ class SlidingWindowSettings:
         max_per_img: detections kept per image after the merge (highest scores).
         batch_size: windows per forward pass.
         amp: autocast on CUDA.
+        input_size: resize each window so its longer side is this before the detector sees it
+            (the ``data.input_size`` the model was trained with); None: windows as cut.
     """
 
     size: int = 1024
@@ -52,6 +54,7 @@ class SlidingWindowSettings:
     max_per_img: int = 2000
     batch_size: int = 4
     amp: bool = True
+    input_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.size < SIZE_DIVISOR:
@@ -110,8 +113,11 @@ def _resized(image: np.ndarray, rate: float) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC if rate > 1 else cv2.INTER_AREA)
 
 
-def _cut(image: np.ndarray, window: Window, settings: SlidingWindowSettings) -> tuple[Tensor, tuple[int, int]]:
-    """Crop a window; pad it to ``size`` when it sticks out. Returns ``uint8 [3, S, S]`` and the valid (h, w)."""
+def _cut(image: np.ndarray, window: Window, settings: SlidingWindowSettings) -> tuple[Tensor, tuple[int, int], float]:
+    """Crop a window, pad it to ``size`` when it sticks out, resize it to the model input.
+
+    Returns ``uint8 [3, S', S']``, the valid (h, w) in input pixels and the scale input / window.
+    """
     crop = image[window.y : window.y + window.size, window.x : window.x + window.size]
     valid = (int(crop.shape[0]), int(crop.shape[1]))
     if settings.pad and valid != (window.size, window.size):
@@ -119,10 +125,15 @@ def _cut(image: np.ndarray, window: Window, settings: SlidingWindowSettings) -> 
         padded[:] = np.asarray(settings.pad_value, dtype=np.uint8)
         padded[: valid[0], : valid[1]] = crop
         crop = padded
-    return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1), valid
+    crop, scale = resize_to_input(crop, settings.input_size)
+    if scale != 1.0:
+        valid = (min(crop.shape[0], int(round(valid[0] * scale))), min(crop.shape[1], int(round(valid[1] * scale))))
+    return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1), valid, scale
 
 
-def _batches(image: np.ndarray, windows: Sequence[Window], settings: SlidingWindowSettings) -> Iterator[tuple[list[Window], Tensor, list[tuple[int, int]]]]:
+def _batches(
+    image: np.ndarray, windows: Sequence[Window], settings: SlidingWindowSettings
+) -> Iterator[tuple[list[Window], Tensor, list[tuple[int, int]], list[float]]]:
     """Cut windows batch by batch, resizing the image once per rate (only one resized copy alive)."""
     resized_rate, resized = None, image
     batch: list[Window] = []
@@ -130,12 +141,12 @@ def _batches(image: np.ndarray, windows: Sequence[Window], settings: SlidingWind
         flush = window is None or len(batch) == settings.batch_size or (batch and window.rate != batch[0].rate)
         if flush and batch:
             cuts = [_cut(resized, w, settings) for w in batch]
-            height = -(-max(c.shape[1] for c, _ in cuts) // SIZE_DIVISOR) * SIZE_DIVISOR
-            width = -(-max(c.shape[2] for c, _ in cuts) // SIZE_DIVISOR) * SIZE_DIVISOR
+            height = -(-max(c.shape[1] for c, _, _ in cuts) // SIZE_DIVISOR) * SIZE_DIVISOR
+            width = -(-max(c.shape[2] for c, _, _ in cuts) // SIZE_DIVISOR) * SIZE_DIVISOR
             images = torch.zeros((len(cuts), 3, height, width), dtype=torch.uint8)
-            for k, (cut, _) in enumerate(cuts):
+            for k, (cut, _, _) in enumerate(cuts):
                 images[k, :, : cut.shape[1], : cut.shape[2]] = cut
-            yield batch, images, [valid for _, valid in cuts]
+            yield batch, images, [valid for _, valid, _ in cuts], [scale for _, _, scale in cuts]
             batch = []
         if window is None:
             break
@@ -182,12 +193,12 @@ def predict_image(
     height, width = image.shape[:2]
     windows = plan_windows(height, width, settings)
     all_boxes, all_scores, all_labels = [], [], []
-    for batch, images, valid in _batches(image, windows, settings):
+    for batch, images, valid, scales in _batches(image, windows, settings):
         with autocast_context(device, settings.amp):
             results = detector.predict(images.to(device), image_sizes=valid)
-        for window, result in zip(batch, results):
+        for window, result, scale in zip(batch, results, scales):
             if len(result.scores):
-                all_boxes.append(window_to_image(result.boxes.detach().float().cpu(), window))
+                all_boxes.append(window_to_image(unscale_boxes(result.boxes.detach().float().cpu(), scale), window))
                 all_scores.append(result.scores.detach().float().cpu())
                 all_labels.append(result.labels.detach().cpu().long())
         if on_windows is not None:

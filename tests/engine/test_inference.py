@@ -55,14 +55,16 @@ def test_patches_are_grouped_by_source_image(split_root):
     stems = [origin.stem for _, origin in entries]
     assert stems == sorted(stems)
     assert {stem: stems.count(stem) for stem in set(stems)} == counts
-    image, name = PatchImages(entries)[0]
-    assert image.dtype == torch.uint8 and image.shape[0] == 3 and name == entries[0][0].stem
+    image, name, scale = PatchImages(entries)[0]
+    assert image.dtype == torch.uint8 and image.shape[0] == 3 and name == entries[0][0].stem and scale == 1.0
+    small, _, scale = PatchImages(entries, input_size=200)[0]
+    assert scale == 0.5 and small.shape[1:] == (image.shape[1] // 2, image.shape[2] // 2)
 
 
 def test_collate_pads_to_a_multiple_of_32():
-    samples = [(torch.full((3, 50, 70), 7, dtype=torch.uint8), "a"), (torch.ones((3, 64, 33), dtype=torch.uint8), "b")]
-    images, sizes, names = collate_patches(samples)
-    assert images.shape == (2, 3, 64, 96) and sizes == [(50, 70), (64, 33)] and names == ["a", "b"]
+    samples = [(torch.full((3, 50, 70), 7, dtype=torch.uint8), "a", 1.0), (torch.ones((3, 64, 33), dtype=torch.uint8), "b", 0.5)]
+    images, sizes, names, scales = collate_patches(samples)
+    assert images.shape == (2, 3, 64, 96) and sizes == [(50, 70), (64, 33)] and names == ["a", "b"] and scales == [1.0, 0.5]
     assert images[0, :, 50:].sum() == 0 and images[0, :, :50, :70].eq(7).all()
 
 
