@@ -65,3 +65,7 @@ if __name__ == "__main__":
 from rgfl.cli.train import train_command  # noqa: E402
 
 app.command("train")(train_command)
+
+from rgfl.cli.evaluate import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)

@@ -139,24 +139,32 @@ class EvalResult:
         return float(sum(self.ap(t) for t in self.iou_thrs) / len(self.iou_thrs))
 
     def to_dict(self) -> dict:
-        """The JSON document of ``rgfl eval --json`` (fractions in [0, 1])."""
+        """The JSON document of ``rgfl eval --json`` (fractions in [0, 1]).
+
+        The official 11-point sum of eleven 1/11 terms is 1.0000000000000002; values are clipped
+        into [0, 1] here so that the document honours its schema (a 2e-16 change).
+        """
         return {
-            "AP50": self.AP50,
-            "AP75": self.AP75,
-            "mAP": self.mAP,
+            "AP50": _fraction(self.AP50),
+            "AP75": _fraction(self.AP75),
+            "mAP": _fraction(self.mAP),
             "ap_method": self.ap_method,
             "num_images": self.num_images,
             "per_class": {
                 name: {
                     "num_gt": result.num_gt,
                     "num_dets": result.num_dets,
-                    "AP50": result.ap[0.5],
-                    "AP75": result.ap[0.75],
-                    "mAP": self.class_map(name),
+                    "AP50": _fraction(result.ap[0.5]),
+                    "AP75": _fraction(result.ap[0.75]),
+                    "mAP": _fraction(self.class_map(name)),
                 }
                 for name, result in self.per_class.items()
             },
         }
+
+
+def _fraction(value: float) -> float:
+    return float(min(max(value, 0.0), 1.0))
 
 
 def load_ground_truth(label_dir: str | Path, problems: ProblemLog | None = None) -> dict[str, ImageLabels]:

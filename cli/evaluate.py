@@ -1,0 +1,114 @@
+"""``rgfl eval``: official-equivalent DOTA Task1 AP50 / AP75 / mAP of detection files.
+
+The command is thin: it reads options, calls :func:`rgfl.evaluation.evaluate_detections`, prints
+the table and writes the JSON. A later positional CHECKPOINT (run a model, merge, then score) can
+be added before the options without changing ``--dets``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rgfl.cli.common import console, handle_errors
+
+# Results go to stdout (pipeable); progress and warnings go to stderr through `console`.
+stdout_console = Console()
+
+__all__ = ["eval_command", "print_eval_table", "write_eval_json"]
+
+
+def print_eval_table(result, title: str = "DOTA Task1") -> None:
+    """Rich table: class, #gt, #dets, AP50, AP75, mAP (+ any other threshold), in percent."""
+    extra = [t for t in result.iou_thrs if t not in (0.5, 0.75)] if result.iou_thrs != _coco() else []
+    table = Table(title=f"{title} ({result.ap_method} AP, {result.num_images} images)")
+    table.add_column("class")
+    table.add_column("#gt", justify="right")
+    table.add_column("#dets", justify="right")
+    for name in ["AP50", "AP75", "mAP", *[f"AP@{t:g}" for t in extra]]:
+        table.add_column(name, justify="right")
+    for name in result.class_names:
+        c = result.per_class[name]
+        cells = [c.ap[0.5], c.ap[0.75], result.class_map(name), *[c.ap[t] for t in extra]]
+        table.add_row(name, str(c.num_gt), str(c.num_dets), *[f"{100 * v:.2f}" for v in cells])
+    totals = [result.AP50, result.AP75, result.mAP, *[result.ap(t) for t in extra]]
+    table.add_section()
+    table.add_row(
+        "mean",
+        str(sum(c.num_gt for c in result.per_class.values())),
+        str(sum(c.num_dets for c in result.per_class.values())),
+        *[f"{100 * v:.2f}" for v in totals],
+        style="bold",
+    )
+    stdout_console.print(table)
+
+
+def _coco() -> tuple[float, ...]:
+    from rgfl.evaluation import COCO_IOU_THRS
+
+    return COCO_IOU_THRS
+
+
+def write_eval_json(path: Path, result) -> None:
+    from rgfl.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(result.to_dict(), indent=2) + "\n")
+
+
+@handle_errors
+def eval_command(
+    dets: Annotated[
+        Optional[Path],
+        typer.Option("--dets", help="Folder of full-image Task1_<class>.txt detection files.", show_default=False),
+    ] = None,
+    gt: Annotated[
+        Optional[Path],
+        typer.Option("--gt", help="Folder of DOTA label files <image>.txt (or a root with labelTxt/).", show_default=False),
+    ] = None,
+    classes: Annotated[
+        str, typer.Option(help="Class set: dota1.0, dota1.5, dota2.0, or a file with one class per line.")
+    ] = "dota1.0",
+    ap_method: Annotated[
+        str, typer.Option("--ap-method", help="voc07 (official 11-point) or area (all-point).")
+    ] = "voc07",
+    iou_thrs: Annotated[
+        str,
+        typer.Option("--iou-thrs", help="Thresholds averaged into mAP: START:STOP:STEP or a list like 0.5,0.75."),
+    ] = "0.5:0.95:0.05",
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Also write the results as JSON to this file.", show_default=False)
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Stop at the first malformed line instead of skipping it.")] = False,
+) -> None:
+    """Score DOTA Task1 detection files like the official evaluation (AP50, AP75, mAP@0.5:0.95)."""
+    from rgfl.dota.classes import resolve_classes
+    from rgfl.errors import InputError, ProblemLog
+    from rgfl.evaluation import evaluate_detections, parse_iou_thresholds
+
+    if dets is None or gt is None:
+        raise InputError("rgfl eval needs --dets DETS_DIR and --gt LABEL_DIR")
+    if ap_method not in ("voc07", "area"):
+        raise InputError(f"--ap-method must be voc07 or area, got {ap_method!r}")
+    class_names = resolve_classes(classes)
+    thresholds = parse_iou_thresholds(iou_thrs)
+    problems = ProblemLog(strict=strict)
+    start = time.perf_counter()
+    with console.status("evaluating"):
+        result = evaluate_detections(dets, gt, class_names, thresholds, ap_method, problems)
+    seconds = time.perf_counter() - start
+    print_eval_table(result)
+    summary = f"{result.num_images} images, {sum(c.num_dets for c in result.per_class.values())} detections, {seconds:.1f} s"
+    if len(problems):
+        summary += f", {len(problems)} malformed lines skipped"
+    if result.unlabelled_dets:
+        summary += f", {result.unlabelled_dets} detections on unlabelled images (false positives)"
+    console.print(summary, highlight=False)
+    if json_path is not None:
+        write_eval_json(json_path, result)
+        console.print(f"wrote {json_path}", highlight=False)

@@ -1,0 +1,73 @@
+"""Task1 detection files: reading quirks, malformed lines, unrounded writing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rgfl.dota.task1 import Task1Detections, Task1Writer, read_task1_dir, read_task1_file, write_task1_file
+from rgfl.errors import InputError, ProblemLog
+
+
+def test_crlf_blank_lines_and_extra_spaces(tmp_path):
+    path = tmp_path / "Task1_plane.txt"
+    path.write_bytes(b"P1 0.9 1 2 3 4 5 6 7 8\r\n\r\n  P2\t0.5  1 2 3 4 5 6 7 8  \r\n\n")
+    det = read_task1_file(path)
+    assert det.image_ids == ["P1", "P2"]
+    assert det.scores.tolist() == [0.9, 0.5]
+    assert det.polygons.shape == (2, 8)
+    assert det.line_numbers.tolist() == [1, 3]
+
+
+def test_empty_file_has_no_detections(tmp_path):
+    path = tmp_path / "Task1_plane.txt"
+    path.write_text("")
+    det = read_task1_file(path)
+    assert len(det) == 0 and det.polygons.shape == (0, 8)
+
+
+def test_malformed_lines_are_reported_with_file_and_line(tmp_path):
+    path = tmp_path / "Task1_plane.txt"
+    path.write_text("P1 0.9 1 2 3 4 5 6 7 8\nP2 0.5 1 2 3 4 5 6 7\nP3 x 1 2 3 4 5 6 7 8\nP4 0.1 1 2 3 4 5 6 7 nan\nP5 0.2 1 2 3 4 5 6 7 8\n")
+    problems = ProblemLog()
+    det = read_task1_file(path, problems)
+    assert det.image_ids == ["P1", "P5"]
+    assert det.line_numbers.tolist() == [1, 5]
+    assert [(p.path, p.line) for p in problems.problems] == [(path, 2), (path, 3), (path, 4)]
+    with pytest.raises(InputError, match=r"Task1_plane.txt:2"):
+        read_task1_file(path, ProblemLog(strict=True))
+
+
+def test_scores_round_trip_unrounded(tmp_path):
+    scores = np.array([0.123456789012345, 1e-7, 0.5, 1 / 3])
+    polygons = np.random.default_rng(0).uniform(0, 4000, size=(4, 8))
+    path = tmp_path / "Task1_ship.txt"
+    write_task1_file(path, Task1Detections(["P1"] * 4, scores, polygons))
+    det = read_task1_file(path)
+    assert det.scores.tolist() == scores.tolist()  # bit-exact
+    np.testing.assert_allclose(det.polygons, polygons, atol=1e-5)
+
+
+def test_writer_creates_every_class_file_and_reader_handles_missing_ones(tmp_path, caplog):
+    with Task1Writer(tmp_path, ["plane", "ship"]) as writer:
+        writer.add("ship", "P1", np.array([0.7]), np.zeros((1, 8)))
+    assert (tmp_path / "Task1_plane.txt").read_text() == ""
+    assert (tmp_path / "Task1_ship.txt").read_text().startswith("P1 0.7 0 0 0")
+    (tmp_path / "Task1_plane.txt").unlink()
+    (tmp_path / "Task1_other.txt").write_text("")
+    result = read_task1_dir(tmp_path, ["plane", "ship"])
+    assert len(result["plane"]) == 0 and len(result["ship"]) == 1
+    assert "other" in caplog.text and "Task1_plane.txt" in caplog.text
+
+
+def test_writer_leaves_nothing_when_interrupted(tmp_path):
+    with pytest.raises(RuntimeError):
+        with Task1Writer(tmp_path, ["plane"]) as writer:
+            writer.add("plane", "P1", np.array([0.7]), np.zeros((1, 8)))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_folder_without_task1_files_is_an_error(tmp_path):
+    with pytest.raises(InputError, match="no Task1_"):
+        read_task1_dir(tmp_path, ["plane"])
