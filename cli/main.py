@@ -46,13 +46,21 @@ from rgfl.cli.synth import synth_command  # noqa: E402
 
 app.command("synth")(synth_command)
 
+from rgfl.cli.train import train_command  # noqa: E402
+
+app.command("train")(train_command)
+
+from rgfl.cli.evaluate import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
+
 from rgfl.cli.demo import demo_command  # noqa: E402
 from rgfl.cli.predict import predict_command  # noqa: E402
 from rgfl.cli.show import show_command  # noqa: E402
 
 app.command("predict")(predict_command)
-app.command("demo")(demo_command)
 app.command("show")(show_command)
+app.command("demo")(demo_command)
 
 
 def main() -> None:
@@ -61,11 +69,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-from rgfl.cli.train import train_command  # noqa: E402
-
-app.command("train")(train_command)
-
-from rgfl.cli.evaluate import eval_command  # noqa: E402
-
-app.command("eval")(eval_command)

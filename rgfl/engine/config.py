@@ -322,7 +322,10 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
         dotted = dotted.strip()
         section, _, key = dotted.partition(".")
         if section not in SECTIONS or not key:
-            raise InputError(_unknown_key_message(dotted, raw, [f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(SECTIONS[s])], "keys"))
+            every_key = [f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(SECTIONS[s])]
+            close = difflib.get_close_matches(dotted, every_key, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise InputError(f"unknown --set key '{dotted}' (value {raw!r}){hint} Keys are section.key with section one of: {', '.join(SECTIONS)}")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:

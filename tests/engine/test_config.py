@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rgfl.engine.config import Config, config_from_dict, config_to_dict, config_to_yaml, load_config
+from rgfl.errors import InputError
+from tests.conftest import REPO_ROOT
+
+CONFIGS = sorted((REPO_ROOT / "configs").glob("*.yaml"))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_provided_configs_load_and_state_their_split(path: Path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    assert "Expects:" in path.read_text(), "every config says which split setting it expects"
+    # The resolved form reads back to the same config.
+    assert config_from_dict(yaml.safe_load(config_to_yaml(cfg))) == cfg
+
+
+def test_expected_configs_exist():
+    names = {p.name for p in CONFIGS}
+    assert {
+        "rgfl_r50_fpn_1x_dota_le135.yaml",
+        "rgfl_r50_fpn_1x_dota_trainval_le135.yaml",
+        "rgfl_vanilla_r50_fpn_1x_dota_le135.yaml",
+        "rgfl_r18_tiny_cpu.yaml",
+    } <= names
+
+
+def test_reference_recipes():
+    gfl = load_config(REPO_ROOT / "configs" / "rgfl_r50_fpn_1x_dota_le135.yaml")
+    vanilla = load_config(REPO_ROOT / "configs" / "rgfl_vanilla_r50_fpn_1x_dota_le135.yaml")
+    assert (gfl.optimizer.base_lr, gfl.optimizer.base_batch_size) == (0.01, 16)
+    assert (vanilla.optimizer.base_lr, vanilla.optimizer.base_batch_size) == (0.0025, 2)
+    for cfg in (gfl, vanilla):
+        assert cfg.schedule.milestones == [8, 11] and cfg.schedule.epochs == 12
+        assert (cfg.schedule.warmup_iters, cfg.schedule.warmup_ratio) == (500, 0.001)
+        assert cfg.model.backbone == "resnet50" and cfg.data.hflip == 0.5
+    assert vanilla.model.head == "vanilla" and vanilla.model.reg_max == 8
+
+
+def test_missing_sections_keep_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, "optimizer:\n  momentum: 0.8\n"))
+    assert cfg.optimizer.momentum == 0.8
+    assert cfg.schedule == Config().schedule
+
+
+def test_unknown_key_names_key_value_line_and_suggestion(tmp_path):
+    path = write(tmp_path, "model:\n  head: gfl\noptimizer:\n  momentum: 0.9\n  weight_decy: 0.0001\n")
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert f"{path}:5" in message
+    assert "optimizer.weight_decy" in message and "0.0001" in message
+    assert "did you mean 'optimizer.weight_decay'" in message
+    assert "optimizer.momentum" in message  # the allowed keys are listed
+
+
+def test_unknown_section(tmp_path):
+    with pytest.raises(InputError, match=r"unknown config key 'optimiser'.*did you mean 'optimizer'"):
+        load_config(write(tmp_path, "optimiser:\n  lr: 0.01\n"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("model:\n  head: gfll\n", r"model.head: expected one of gfl, vanilla, got 'gfll'; did you mean 'gfl'"),
+        ("optimizer:\n  momentum: fast\n", r"optimizer.momentum: expected a number, got 'fast'"),
+        ("schedule:\n  epochs: 1.5\n", r"schedule.epochs: expected an integer, got 1.5"),
+        ("schedule:\n  milestones: 8\n", r"schedule.milestones: expected a list of an integer"),
+        ("train:\n  amp: yes\n", r"train.amp: expected one of off, bf16, fp16, got True"),
+        ("model: [1, 2]\n", r"section 'model' must be a mapping"),
+        ("model:\n  head: [gfl\n", r"not valid YAML"),
+    ],
+)
+def test_bad_values(tmp_path, text, expected):
+    with pytest.raises(InputError, match=expected):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(InputError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides_are_typed_by_the_field(tmp_path):
+    path = write(tmp_path, "")
+    cfg = load_config(
+        path,
+        [
+            "optimizer.base_lr=0.02",
+            "schedule.milestones=[16, 22]",
+            "optimizer.grad_clip=null",
+            "model.pretrained=0001",  # a str field keeps the text as typed
+            "train.amp=bf16",
+            "data.scale_range=[0.5, 1.5]",
+            "optimizer.weight_decay=1e-4",
+        ],
+    )
+    assert cfg.optimizer.base_lr == 0.02 and isinstance(cfg.optimizer.base_lr, float)
+    assert cfg.schedule.milestones == [16, 22]
+    assert cfg.optimizer.grad_clip is None
+    assert cfg.model.pretrained == "0001"
+    assert cfg.train.amp == "bf16"
+    assert cfg.data.scale_range == [0.5, 1.5]
+    assert cfg.optimizer.weight_decay == 1e-4
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("optimizer.lrr=0.1", r"unknown --set key 'optimizer.lrr'.*did you mean 'optimizer.lr'"),
+        ("schedule.epochs=many", r"schedule.epochs: expected an integer, got 'many'"),
+        ("epochs", r"--set expects section.key=value"),
+        ("sched.epochs=3", r"unknown --set key 'sched.epochs'.*did you mean 'schedule.epochs'"),
+    ],
+)
+def test_bad_overrides(tmp_path, override, expected):
+    with pytest.raises(InputError, match=expected):
+        load_config(write(tmp_path, ""), [override])
+
+
+def test_dict_round_trip():
+    cfg = Config()
+    cfg.optimizer.lr = 0.5
+    assert config_from_dict(config_to_dict(cfg)) == cfg
