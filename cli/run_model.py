@@ -241,26 +241,26 @@ def eval_checkpoint(
     ap_method: str = "voc07",
     strict: bool = False,
     merge_options: dict | None = None,
-) -> dict:
+):
     """`rgfl eval CHECKPOINT`: infer the split val set, then score it (patch level, or merged).
 
     Patch level (default, the protocol of the reference results): detections on patches against
     ``data/labelTxt``. ``merged``: patch detections merged to full images by the merge of
     `rgfl merge-submit`, scored against the original labels in ``gt``. Writes
-    ``out/metrics.json`` (the `rgfl eval --json` schema) and returns its content.
+    ``out/metrics.json`` (the `rgfl eval --json` schema) and returns the EvalResult.
     """
-    import json
-
+    from rgfl.cli.evaluate import print_eval_table, write_eval_json
     from rgfl.errors import ProblemLog
     from rgfl.evaluation.dota_map import COCO_IOU_THRS, evaluate_detections
-    from rgfl.fileio import atomic_write_text
 
     if merged and gt is None:
         raise RgflError("--merged needs --gt ORIGINAL_LABEL_DIR (the label files of the full images before splitting)")
     if gt is not None and not merged:
-        raise RgflError("--gt is only used with --merged (at patch level the ground truth is DATA/labelTxt)")
+        raise RgflError("with a CHECKPOINT, --gt is used with --merged only (at patch level the ground truth is DATA/labelTxt)")
     if merged and not Path(gt).is_dir():
         raise InputError("ground-truth folder not found (expected the labelTxt/ of the full images)", gt)
+    if not data.is_dir():
+        raise InputError("data folder not found (expected a folder written by `rgfl split` with images/ and labelTxt/)", data)
     if not merged and not (data / "labelTxt").is_dir():
         raise InputError("no labelTxt/ in the data folder: patch-level evaluation needs the split labels (or use --merged --gt DIR)", data)
     detector = load_detector(checkpoint, settings.device)
@@ -269,17 +269,38 @@ def eval_checkpoint(
     if merged:
         dets_dir = out / MERGED_DETS
         merge_patch_detections(patch_dets, dets_dir, detector.class_names, data, **(merge_options or {}))
-        gt_dir, level = Path(gt), "merged, image level"
+        gt_dir, level = Path(gt), "merged to full images"
     else:
         dets_dir, gt_dir, level = patch_dets, data / "labelTxt", "patch level"
-    result = evaluate_detections(
-        dets_dir, gt_dir, names, COCO_IOU_THRS if iou_thrs is None else iou_thrs, ap_method, ProblemLog(strict=strict)
-    )
-    metrics = result.to_dict()
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    print_metrics_table(metrics, f"rgfl eval {checkpoint.name}: {level}, {result.num_images} images, AP {ap_method}")
+    problems = ProblemLog(strict=strict)
+    result = evaluate_detections(dets_dir, gt_dir, names, COCO_IOU_THRS if iou_thrs is None else iou_thrs, ap_method, problems)
+    write_eval_json(out / "metrics.json", result)
+    print_eval_table(result, title=f"{checkpoint.name}, {level}")
     print_paths([("detections", dets_dir), ("metrics", out / "metrics.json")])
-    return metrics
+    return result
+
+
+def eval_checkpoint_command(
+    checkpoint: Path, dets, data, out, merged, gt, classes, ap_method, iou_thrs, json_path, strict, batch_size, workers, device, amp
+) -> None:
+    """The CHECKPOINT path of `rgfl eval` (options checked here, work in :func:`eval_checkpoint`)."""
+    from rgfl.cli.evaluate import write_eval_json
+    from rgfl.dota.classes import resolve_classes
+    from rgfl.evaluation import parse_iou_thresholds
+
+    if dets is not None:
+        raise RgflError("give either a CHECKPOINT (to run a model) or --dets (to score detection files), not both")
+    if data is None or out is None:
+        raise RgflError("rgfl eval CHECKPOINT needs --data SPLIT_VAL_ROOT and --out DIR")
+    if ap_method not in ("voc07", "area"):
+        raise InputError(f"--ap-method must be voc07 or area, got {ap_method!r}")
+    thresholds = parse_iou_thresholds(iou_thrs)
+    names = resolve_classes(classes) if classes is not None else None
+    settings = inference_settings(batch_size, workers, device, amp)
+    result = eval_checkpoint(checkpoint, data, out, merged, gt, settings, names, thresholds, ap_method, strict)
+    if json_path is not None:
+        write_eval_json(json_path, result)
+        console.print(f"wrote {json_path}", highlight=False)
 
 
 def merge_patch_detections(patch_dets: Path, out: Path, class_names: Sequence[str], data: Path | None = None, **options) -> None:
