@@ -303,9 +303,35 @@ def eval_checkpoint_command(
         console.print(f"wrote {json_path}", highlight=False)
 
 
-def merge_patch_detections(patch_dets: Path, out: Path, class_names: Sequence[str], data: Path | None = None, **options) -> None:
-    """Patch-level Task1 folder -> image-level Task1 folder with the merge of `rgfl merge-submit`."""
-    raise NotImplementedError("waiting for rgfl.dota.merge (evalm branch)")
+def merge_patch_detections(
+    patch_dets: Path,
+    out: Path,
+    class_names: Sequence[str],
+    data: Path | None = None,
+    zip: bool = False,
+    iou_thr: float = 0.1,
+    score_thr: float = 0.0,
+    max_per_img: int = 2000,
+    device: str = "cpu",
+):
+    """Patch-level Task1 folder -> image-level Task1 folder, with the merge of `rgfl merge-submit`.
+
+    Uses the split manifest of ``data`` when there is one (``data/split_manifest.json``), else
+    the patch names. Returns the merge summary (and zips the class files with ``zip``).
+    """
+    from rgfl.dota import merge as dota_merge
+
+    manifest = None
+    if data is not None and (Path(data) / "split_manifest.json").is_file():
+        manifest = dota_merge.load_split_manifest(Path(data))
+    source = dota_merge.PatchDetections(patch_dets, class_names, manifest)
+    merged = dota_merge.merge_patch_detections(source, iou_thr, score_thr, max_per_img, device)
+    summary = dota_merge.write_merged_task1(merged, out, class_names)
+    summary.patches = source.num_patches
+    summary.skipped_lines = source.skipped_lines
+    if zip:
+        summary.zip_path = dota_merge.zip_task1_files(out, class_names)
+    return summary
 
 
 def merge_submit_checkpoint(checkpoint: Path, data: Path, out: Path, make_zip: bool, settings, merge_options: dict | None = None) -> Path:
