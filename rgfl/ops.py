@@ -18,6 +18,7 @@ Example::
 """
 
 from rgfl.geometry.boxes import ANGLE_VERSIONS, norm_angle, obb2hbb, obb2poly, poly2obb, regularize
+from rgfl.geometry.iou import box_iou_rotated
 
 __all__ = [
     "ANGLE_VERSIONS",
@@ -26,4 +27,5 @@ __all__ = [
     "poly2obb",
     "obb2poly",
     "obb2hbb",
+    "box_iou_rotated",
 ]

@@ -1,0 +1,260 @@
+"""Exact IoU of rotated boxes, pure PyTorch, differentiable, vectorized over pairs.
+
+Why this formulation: the intersection of two convex polygons is computed with Green's theorem,
+``area = 1/2 * closed integral of (x dy - y dx)``, over the boundary of ``A & B``. That boundary is
+made of the pieces of A's edges that lie inside B plus the pieces of B's edges that lie inside A,
+so each of the 8 edges is clipped against the other rectangle (a Liang-Barsky interval) and adds
+``1/2 * cross(start, end)`` of its piece. No candidate-vertex sorting, no convex hull, a fixed
+amount of arithmetic per pair, and every step is a smooth function of the box parameters where the
+area itself is smooth.
+
+Everything is computed in the frame of box B (origin at B's center, axes along B), which keeps
+float32 precise for image coordinates of 1e4 and makes B's clip an axis-aligned slab test. The
+point where an edge of A crosses an edge line of B is computed once (the same ``t``) and used by
+both pieces, so the boundary closes exactly even for nearly parallel edges. Edges that lie on the
+same line in the same direction (identical boxes, shared sides) are counted once: A's edge counts
+when it is on B's boundary (closed test), B's edge only when strictly inside A (open test). Edges
+whose direction is within a few ulps of parallel are snapped to parallel to keep gradients finite.
+
+Public entry: :func:`box_iou_rotated` (re-exported by :mod:`rgfl.ops`). The fast CPU kernels for
+non-differentiable bulk work live in :mod:`rgfl.geometry.iou_numba` and are chosen automatically.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rgfl.geometry.boxes import obb2hbb
+
+__all__ = ["box_iou_rotated", "rotated_box_intersection", "BACKENDS"]
+
+BACKENDS = ("auto", "torch", "numba", "mmcv")
+BACKEND_ENV = "RGFL_GEOMETRY_BACKEND"
+
+# Pairs processed at once by the torch path: bounds temporary memory (about 0.6 kB per pair).
+_PAIRS_PER_CHUNK = 1 << 18
+
+
+def _snap_tolerance(dtype: torch.dtype) -> float:
+    # Relative size of an edge's cross-axis component below which the edge counts as parallel.
+    return 1e-7 if dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-15
+
+
+def rotated_box_intersection(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Intersection areas of aligned pairs of rotated boxes.
+
+    Args:
+        boxes1: Tensor[P, 5] obb (any theta, ``w, h >= 0``).
+        boxes2: Tensor[P, 5] obb, same dtype and device.
+
+    Returns:
+        Tensor[P] intersection areas, in ``[0, min(area1, area2)]``; differentiable.
+    """
+    cxa, cya, wa, ha, ta = boxes1.unbind(-1)
+    cxb, cyb, wb, hb, tb = boxes2.unbind(-1)
+    a, b = 0.5 * wb, 0.5 * hb  # B is the slab |x| <= a, |y| <= b in its own frame
+    cos_b, sin_b = torch.cos(tb), torch.sin(tb)
+    dx, dy = cxa - cxb, cya - cyb
+    px = dx * cos_b + dy * sin_b  # A's center in B's frame
+    py = -dx * sin_b + dy * cos_b
+    phi = ta - tb
+    cos_p, sin_p = torch.cos(phi), torch.sin(phi)
+    ux, uy = 0.5 * wa * cos_p, 0.5 * wa * sin_p  # half of A's w side
+    vx, vy = -0.5 * ha * sin_p, 0.5 * ha * cos_p  # half of A's h side
+
+    # A's corners and edge vectors, counter-clockwise in the math sense like B's: [P, 4].
+    corner_x = torch.stack([px - ux - vx, px + ux - vx, px + ux + vx, px - ux + vx], dim=-1)
+    corner_y = torch.stack([py - uy - vy, py + uy - vy, py + uy + vy, py - uy + vy], dim=-1)
+    edge_x = torch.stack([2 * ux, 2 * vx, -2 * ux, -2 * vx], dim=-1)
+    edge_y = torch.stack([2 * uy, 2 * vy, -2 * uy, -2 * vy], dim=-1)
+    # Snap nearly axis-parallel edges (in B's frame) to exactly parallel.
+    tol = _snap_tolerance(boxes1.dtype)
+    scale = edge_x.abs() + edge_y.abs()
+    zero = torch.zeros_like(edge_x)
+    edge_x = torch.where(edge_x.abs() <= tol * scale, zero, edge_x)
+    edge_y = torch.where(edge_y.abs() <= tol * scale, zero, edge_y)
+
+    a4, b4 = a.unsqueeze(-1), b.unsqueeze(-1)
+    x_parallel, y_parallel = edge_x == 0, edge_y == 0
+    one = torch.ones_like(edge_x)
+    safe_ex = torch.where(x_parallel, one, edge_x)
+    safe_ey = torch.where(y_parallel, one, edge_y)
+    # Parameters along A's edges where they cross B's four side lines (shared by both parts).
+    t_left = (-a4 - corner_x) / safe_ex
+    t_right = (a4 - corner_x) / safe_ex
+    t_bottom = (-b4 - corner_y) / safe_ey
+    t_top = (b4 - corner_y) / safe_ey
+
+    inf = torch.full_like(edge_x, float("inf"))
+    # Part 1: pieces of A's edges inside the closed slab of B (Liang-Barsky).
+    inside_x = (corner_x >= -a4) & (corner_x <= a4)
+    inside_y = (corner_y >= -b4) & (corner_y <= b4)
+    enter_x = torch.where(x_parallel, torch.where(inside_x, -inf, inf), torch.minimum(t_left, t_right))
+    leave_x = torch.where(x_parallel, torch.where(inside_x, inf, -inf), torch.maximum(t_left, t_right))
+    enter_y = torch.where(y_parallel, torch.where(inside_y, -inf, inf), torch.minimum(t_bottom, t_top))
+    leave_y = torch.where(y_parallel, torch.where(inside_y, inf, -inf), torch.maximum(t_bottom, t_top))
+    enter = torch.clamp(torch.maximum(enter_x, enter_y), min=0.0)
+    leave = torch.clamp(torch.minimum(leave_x, leave_y), max=1.0)
+    piece = torch.clamp(leave - enter, min=0.0)
+    part_a = 0.5 * (piece * (corner_x * edge_y - corner_y * edge_x)).sum(-1)
+
+    # Part 2: pieces of B's sides strictly inside A. For a side on the line y = c (or x = c), A's
+    # edge i bounds the coordinate along the side at the crossing point computed above.
+    def side_length(cross_at: Tensor, along_edge: Tensor, along_corner: Tensor, normal_edge: Tensor, outside_gap: Tensor, half: Tensor) -> Tensor:
+        # Crossing coordinate along the side; A's edge bounds it from above when its direction
+        # across the side is positive for a bottom/left-type orientation (sign handled by caller).
+        crossing = along_corner + along_edge * cross_at
+        parallel = normal_edge == 0
+        ok = outside_gap > 0  # parallel edge: the whole side is on its inner side, or none of it
+        upper = torch.where(parallel, torch.where(ok, inf, -inf), torch.where(normal_edge > 0, crossing, inf))
+        lower = torch.where(parallel, torch.where(ok, -inf, inf), torch.where(normal_edge < 0, crossing, -inf))
+        low = torch.maximum(lower.amax(-1), -half)
+        high = torch.minimum(upper.amin(-1), half)
+        return torch.clamp(high - low, min=0.0)
+
+    # Bottom side y = -b (x from -a to a): edge_y * (x - corner_x) <= edge_x * (-b - corner_y).
+    bottom = side_length(t_bottom, edge_x, corner_x, edge_y, edge_x * (-b4 - corner_y), a)
+    # Top side y = b: edge_y * (x - corner_x) <= edge_x * (b - corner_y).
+    top = side_length(t_top, edge_x, corner_x, edge_y, edge_x * (b4 - corner_y), a)
+    # Right side x = a: edge_x * (y - corner_y) >= edge_y * (a - corner_x), i.e. bounded from below
+    # when edge_x > 0: flip the sign of the normal to reuse the same helper.
+    right = side_length(t_right, edge_y, corner_y, -edge_x, -edge_y * (a4 - corner_x), b)
+    left = side_length(t_left, edge_y, corner_y, -edge_x, -edge_y * (-a4 - corner_x), b)
+    part_b = 0.5 * (b * (bottom + top) + a * (right + left))
+
+    area_a = wa * ha
+    area_b = wb * hb
+    inter = part_a + part_b
+    return torch.minimum(torch.clamp(inter, min=0.0), torch.minimum(area_a, area_b))
+
+
+def _iou_from_intersection(inter: Tensor, area1: Tensor, area2: Tensor, mode: str) -> Tensor:
+    denominator = area1 if mode == "iof" else area1 + area2 - inter
+    positive = denominator > 0
+    safe = torch.where(positive, denominator, torch.ones_like(denominator))
+    return torch.where(positive, inter / safe, torch.zeros_like(inter)).clamp(0.0, 1.0)
+
+
+def _aligned_torch(boxes1: Tensor, boxes2: Tensor, mode: str) -> Tensor:
+    outputs = []
+    for start in range(0, boxes1.shape[0], _PAIRS_PER_CHUNK):
+        b1 = boxes1[start : start + _PAIRS_PER_CHUNK]
+        b2 = boxes2[start : start + _PAIRS_PER_CHUNK]
+        inter = rotated_box_intersection(b1, b2)
+        outputs.append(_iou_from_intersection(inter, b1[:, 2] * b1[:, 3], b2[:, 2] * b2[:, 3], mode))
+    if not outputs:
+        return boxes1.new_zeros(0)
+    return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+
+def _hbb_overlap(hbb1: Tensor, hbb2: Tensor) -> Tensor:
+    """[n, 4] x [m, 4] xyxy -> [n, m] bool, touching counts as overlapping."""
+    return (
+        (hbb1[:, None, 0] <= hbb2[None, :, 2])
+        & (hbb2[None, :, 0] <= hbb1[:, None, 2])
+        & (hbb1[:, None, 1] <= hbb2[None, :, 3])
+        & (hbb2[None, :, 1] <= hbb1[:, None, 3])
+    )
+
+
+def _pairwise_torch(boxes1: Tensor, boxes2: Tensor, mode: str) -> Tensor:
+    """Only pairs whose enclosing horizontal boxes touch get the exact computation."""
+    n, m = boxes1.shape[0], boxes2.shape[0]
+    hbb1, hbb2 = obb2hbb(boxes1.detach()), obb2hbb(boxes2.detach())
+    rows_per_chunk = max(1, (1 << 22) // max(m, 1))
+    needs_graph = torch.is_grad_enabled() and (boxes1.requires_grad or boxes2.requires_grad)
+    out = boxes1.new_zeros(n, m) if not needs_graph else None
+    rows, cols, values = [], [], []
+    for start in range(0, n, rows_per_chunk):
+        overlap = _hbb_overlap(hbb1[start : start + rows_per_chunk], hbb2)
+        i, j = torch.nonzero(overlap, as_tuple=True)
+        i = i + start
+        for s in range(0, i.shape[0], _PAIRS_PER_CHUNK):
+            ii, jj = i[s : s + _PAIRS_PER_CHUNK], j[s : s + _PAIRS_PER_CHUNK]
+            iou = _aligned_torch(boxes1[ii], boxes2[jj], mode)
+            if out is not None:
+                out[ii, jj] = iou
+            else:
+                rows.append(ii), cols.append(jj), values.append(iou)
+    if out is not None:
+        return out
+    result = boxes1.new_zeros(n, m)
+    if not values:
+        return result + 0.0 * (boxes1.sum() + boxes2.sum())  # keep the graph connected
+    return result.index_put((torch.cat(rows), torch.cat(cols)), torch.cat(values))
+
+
+def _resolve_backend(backend: str, needs_graph: bool, device: torch.device) -> str:
+    if backend == "auto":
+        backend = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
+        if backend not in BACKENDS:
+            raise ValueError(f"{BACKEND_ENV}={backend!r} is not a geometry backend; expected one of {', '.join(BACKENDS)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown geometry backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "numba" if device.type == "cpu" and not needs_graph else "torch"
+    if backend == "numba" and needs_graph:
+        raise ValueError("backend='numba' is not differentiable; use backend='torch' (or 'auto') for gradients")
+    return backend
+
+
+def _as_tensor(x: Any) -> tuple[Tensor, bool]:
+    if isinstance(x, Tensor):
+        return x, False
+    array = np.asarray(x)
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
+    return torch.from_numpy(np.ascontiguousarray(array)), True
+
+
+def box_iou_rotated(boxes1: Any, boxes2: Any, mode: str = "iou", aligned: bool = False, backend: str = "auto") -> Any:
+    """Exact IoU (or IoF) of rotated boxes.
+
+    Args:
+        boxes1: Tensor[N, 5] obb ``(cx, cy, w, h, theta)``, any theta, ``w, h >= 0``.
+        boxes2: Tensor[M, 5] obb (``M == N`` when ``aligned``), same dtype and device.
+        mode: ``"iou"`` (intersection over union) or ``"iof"`` (intersection over ``boxes1``'s area).
+        aligned: compare ``boxes1[i]`` with ``boxes2[i]`` only.
+        backend: ``"auto"`` (default; the numba CPU kernel when no gradient is needed on a CPU
+            tensor, the differentiable torch path otherwise; the environment variable
+            ``RGFL_GEOMETRY_BACKEND`` overrides it), ``"torch"``, ``"numba"`` (CPU kernel, no
+            gradient), or ``"mmcv"`` (mmcv.ops compiled kernel; note its known errors for boxes
+            given in another parametrisation; error if mmcv is not installed).
+
+    Returns:
+        Tensor[N, M] (or Tensor[N] when ``aligned``) in ``[0, 1]``, dtype and device of the input.
+        Pairs where a box has zero area get 0. numpy input gives numpy output.
+    """
+    if mode not in ("iou", "iof"):
+        raise ValueError(f"mode must be 'iou' or 'iof', got {mode!r}")
+    boxes1, from_numpy = _as_tensor(boxes1)
+    boxes2, _ = _as_tensor(boxes2)
+    if boxes1.ndim != 2 or boxes1.shape[-1] != 5 or boxes2.ndim != 2 or boxes2.shape[-1] != 5:
+        raise ValueError(f"box_iou_rotated expects boxes [N, 5] and [M, 5], got {tuple(boxes1.shape)} and {tuple(boxes2.shape)}")
+    if aligned and boxes1.shape[0] != boxes2.shape[0]:
+        raise ValueError(f"aligned IoU needs as many boxes1 as boxes2, got {boxes1.shape[0]} and {boxes2.shape[0]}")
+    if boxes1.dtype != boxes2.dtype:
+        dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
+        boxes1, boxes2 = boxes1.to(dtype), boxes2.to(dtype)
+    if not boxes1.is_floating_point():
+        boxes1, boxes2 = boxes1.double(), boxes2.double()
+    needs_graph = torch.is_grad_enabled() and (boxes1.requires_grad or boxes2.requires_grad)
+    chosen = _resolve_backend(backend, needs_graph, boxes1.device)
+    if chosen == "numba":
+        from rgfl.geometry import iou_numba
+
+        result = iou_numba.box_iou_rotated_numba(boxes1, boxes2, mode, aligned)
+    elif chosen == "mmcv":
+        from rgfl.geometry import mmcv_backend
+
+        result = mmcv_backend.box_iou_rotated_mmcv(boxes1, boxes2, mode, aligned)
+    elif aligned:
+        result = _aligned_torch(boxes1, boxes2, mode)
+    else:
+        result = _pairwise_torch(boxes1, boxes2, mode)
+    return result.numpy() if from_numpy else result
