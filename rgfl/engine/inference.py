@@ -26,7 +26,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -310,7 +310,10 @@ def stream_patch_detections(
     """
     shard_dir = Path(shard_dir)
     entries = list_patch_images(image_dir)
-    _check_fingerprint(shard_dir, {**(fingerprint or {}), "settings": {k: v for k, v in asdict(settings).items() if k not in ("workers", "device")}})
+    # What changes the numbers: the weights and data (caller's fingerprint), the input resize and
+    # reduced precision (autocast only acts on CUDA). Batch size and workers do not.
+    numerics = {"input_size": settings.input_size, "autocast": bool(settings.amp and settings.device.startswith("cuda"))}
+    _check_fingerprint(shard_dir, {**(fingerprint or {}), "settings": numerics})
 
     totals: dict[str, int] = {}
     for _, origin in entries:

@@ -186,7 +186,8 @@ def predict_image(
         Detections on CPU with ``boxes`` obb ``[N, 5]`` (float32, original-image pixels),
         ``scores [N]`` sorted decreasing, ``labels [N]``; at most ``settings.max_per_img``.
     """
-    from rgfl.ops import batched_nms_rotated
+    from rgfl.dota.merge import merge_image_detections
+    from rgfl.ops import obb2poly
 
     device = torch.device(device)
     detector.eval()
@@ -206,8 +207,11 @@ def predict_image(
     if not all_boxes:
         return Detections(torch.zeros((0, 5)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.long), image_id)
     boxes, scores, labels = torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels)
-    keep = batched_nms_rotated(boxes, scores, labels, settings.nms_iou)
+    # The merge rule of `rgfl merge-submit` (class-wise rotated NMS, IoU > nms_iou suppressed, cap).
+    keep = merge_image_detections(
+        labels.numpy(), scores.double().numpy(), obb2poly(boxes.double()).numpy(), settings.nms_iou, 0.0, settings.max_per_img
+    )
     keep = torch.as_tensor(keep, dtype=torch.long)
-    keep = keep[torch.argsort(scores[keep], descending=True, stable=True)][: settings.max_per_img]
+    keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
     logger.info("%s: %d windows, %d detections before merge, %d after", image_id, len(windows), len(scores), len(keep))
     return Detections(boxes[keep], scores[keep], labels[keep], image_id)

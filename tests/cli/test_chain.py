@@ -96,9 +96,11 @@ def test_eval_checkpoint_resumes_and_refuses_other_runs(chain, tmp_path):
     assert again.exit_code == 0, again.output
     assert "resumed" in flat(again.output)
     assert json.loads((target / "metrics.json").read_text()) == reference
-    # another batch size is another run: refused, not mixed
-    other = invoke("eval", checkpoint, "--data", out / "split" / "val", "--out", target, "--device", "cpu", "--batch-size", "3", "--amp")
-    assert_clean_error(other, "another run")
+    # other weights are another run: refused, not mixed
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(checkpoint.read_bytes())
+    other = invoke("eval", copy, "--data", out / "split" / "val", "--out", target, "--device", "cpu", "--batch-size", "3")
+    assert_clean_error(other, "another run", "checkpoint")
 
 
 def test_checkpoint_commands_bad_input(chain, tmp_path):
