@@ -268,7 +268,7 @@ def eval_checkpoint(
     patch_dets = infer_split(detector, data, out, settings)
     if merged:
         dets_dir = out / MERGED_DETS
-        merge_patch_detections(patch_dets, dets_dir, detector.class_names, data, **(merge_options or {}))
+        merge_patch_detections(patch_dets, dets_dir, detector.class_names, data, strict=strict, device=settings.device, **(merge_options or {}))
         gt_dir, level = Path(gt), "merged to full images"
     else:
         dets_dir, gt_dir, level = patch_dets, data / "labelTxt", "patch level"
@@ -308,35 +308,48 @@ def merge_patch_detections(
     out: Path,
     class_names: Sequence[str],
     data: Path | None = None,
-    zip: bool = False,
+    make_zip: bool = False,
     iou_thr: float = 0.1,
     score_thr: float = 0.0,
     max_per_img: int = 2000,
+    manifest: Path | None = None,
+    strict: bool = False,
     device: str = "cpu",
 ):
     """Patch-level Task1 folder -> image-level Task1 folder, with the merge of `rgfl merge-submit`.
 
-    Uses the split manifest of ``data`` when there is one (``data/split_manifest.json``), else
-    the patch names. Returns the merge summary (and zips the class files with ``zip``).
+    The origin of each patch comes from ``manifest``, else from ``data/split_manifest.json`` when
+    the split wrote one, else from the patch names. Prints the merge summary; returns it.
     """
-    from rgfl.dota import merge as dota_merge
+    from rgfl.cli.merge_submit import run_merge
+    from rgfl.dota.merge import PatchDetections, load_split_manifest
+    from rgfl.errors import ProblemLog
 
-    manifest = None
-    if data is not None and (Path(data) / "split_manifest.json").is_file():
-        manifest = dota_merge.load_split_manifest(Path(data))
-    source = dota_merge.PatchDetections(patch_dets, class_names, manifest)
-    merged = dota_merge.merge_patch_detections(source, iou_thr, score_thr, max_per_img, device)
-    summary = dota_merge.write_merged_task1(merged, out, class_names)
-    summary.patches = source.num_patches
-    summary.skipped_lines = source.skipped_lines
-    if zip:
-        summary.zip_path = dota_merge.zip_task1_files(out, class_names)
-    return summary
+    if manifest is None and data is not None and (Path(data) / "split_manifest.json").is_file():
+        manifest = Path(data) / "split_manifest.json"
+    origins = load_split_manifest(manifest) if manifest is not None else None
+    source = PatchDetections(patch_dets, class_names, origins, ProblemLog(strict=strict))
+    return run_merge(source, out, class_names, iou_thr, score_thr, max_per_img, make_zip, device=device.split(":")[0] if device.startswith("cuda") else "cpu")
 
 
-def merge_submit_checkpoint(checkpoint: Path, data: Path, out: Path, make_zip: bool, settings, merge_options: dict | None = None) -> Path:
-    """`rgfl merge-submit CHECKPOINT`: infer the split test set (streamed, resumable), then merge and write the submission."""
+def merge_submit_checkpoint_command(
+    checkpoint: Path, dets, data, out, manifest, classes, iou_thr, score_thr, max_per_img, make_zip, strict, batch_size, workers, device, amp
+) -> None:
+    """The CHECKPOINT path of `rgfl merge-submit`: infer the split test set (streamed, resumable), merge, write, zip."""
+    from rgfl.dota.classes import resolve_classes
+
+    if dets is not None:
+        raise RgflError("give either a CHECKPOINT (to run a model) or --dets (to merge detection files), not both")
+    if data is None or out is None:
+        raise RgflError("rgfl merge-submit CHECKPOINT needs --data SPLIT_TEST_ROOT and --out DIR")
+    if not 0.0 <= iou_thr <= 1.0:
+        raise InputError(f"--iou-thr must be in [0, 1], got {iou_thr}")
+    if max_per_img < 0:
+        raise InputError(f"--max-per-img must be >= 0, got {max_per_img}")
+    if not data.is_dir():
+        raise InputError("data folder not found (expected a folder written by `rgfl split` with images/)", data)
+    settings = inference_settings(batch_size, workers, device, amp)
     detector = load_detector(checkpoint, settings.device)
+    names = resolve_classes(classes) if classes is not None else detector.class_names
     patch_dets = infer_split(detector, data, out, settings)
-    merge_patch_detections(patch_dets, out, detector.class_names, data, zip=make_zip, **(merge_options or {}))
-    return out
+    merge_patch_detections(patch_dets, out, names, data, make_zip, iou_thr, score_thr, max_per_img, manifest, strict, settings.device)

@@ -212,6 +212,8 @@ def detections_to_numpy(boxes: Tensor, scores: Tensor, labels: Tensor) -> tuple[
 
 def _loader(dataset: PatchImages, settings: InferenceSettings, device: torch.device):
     workers = max(0, int(settings.workers))
+    if len(dataset) <= 4 * settings.batch_size:
+        workers = 0  # starting worker processes costs more than decoding a handful of patches
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=settings.batch_size,
