@@ -19,6 +19,7 @@ Example::
 
 from rgfl.geometry.boxes import ANGLE_VERSIONS, norm_angle, obb2hbb, obb2poly, poly2obb, regularize
 from rgfl.geometry.iou import box_iou_rotated
+from rgfl.geometry.nms import batched_nms_rotated, nms_rotated
 
 __all__ = [
     "ANGLE_VERSIONS",
@@ -28,4 +29,6 @@ __all__ = [
     "obb2poly",
     "obb2hbb",
     "box_iou_rotated",
+    "nms_rotated",
+    "batched_nms_rotated",
 ]
