@@ -42,6 +42,10 @@ def root(
     setup_logging(verbose)
 
 
+from rgfl.cli.split import split_command  # noqa: E402
+
+app.command("split")(split_command)
+
 from rgfl.cli.synth import synth_command  # noqa: E402
 
 app.command("synth")(synth_command)

@@ -194,12 +194,12 @@ def _is_float(token: str) -> bool:
     return True
 
 
-def format_number(value: float) -> str:
-    """Coordinate text: integers without a decimal point, others with up to 3 decimals."""
+def format_number(value: float, decimals: int = 3) -> str:
+    """Coordinate text: integers without a decimal point, others with up to ``decimals`` decimals."""
     value = float(value)
     if value.is_integer():
         return str(int(value))
-    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
 
 
