@@ -33,6 +33,9 @@ def synth_command(
         float, typer.Option("--empty-fraction", min=0.0, max=1.0, help="Fraction of images without objects.")
     ] = 0.1,
     ext: Annotated[str, typer.Option("--ext", help="Image format: png (lossless) or jpg.")] = "png",
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Parallel processes (the output does not depend on it).")
+    ] = 1,
 ) -> None:
     """Write a synthetic DOTA-format dataset: textured aerial-like images with objects of
     several classes at all angles (10-300 px), dense clusters, objects across split-patch
@@ -56,6 +59,7 @@ def synth_command(
             empty_fraction=empty_fraction,
             num_objects=objects,
             ext=ext,
+            workers=workers,
             progress=lambda n: bar.advance(task, n),
         )
     table = Table(title=f"rgfl synth -> {out}", show_header=True)

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from rgfl.data.transforms import Compose, Sample, Transform
 from rgfl.dota.annotations import read_label_file
+from rgfl.dota.classes import resolve_classes
 from rgfl.errors import InputError, ProblemLog
 from rgfl.structures import Target
 
@@ -72,7 +73,9 @@ class DotaDataset(Dataset):
 
     Args:
         root: folder with ``images/`` and optionally ``labelTxt/``.
-        class_names: class list; objects of other classes are reported as bad lines.
+        class_names: class list, or a spec for :func:`rgfl.dota.classes.resolve_classes`
+            (``"dota1.0"``, a comma list, a file); objects of other classes are reported as bad
+            lines.
         transforms: a callable ``(Sample, torch.Generator | None) -> Sample`` (see
             :mod:`rgfl.data.transforms`), applied to every sample.
         filter_empty: leave out images with no object that is kept and not ignored (for
@@ -94,7 +97,7 @@ class DotaDataset(Dataset):
     def __init__(
         self,
         root: str | Path,
-        class_names: Sequence[str],
+        class_names: Sequence[str] | str,
         transforms: Transform | Sequence[Transform] | None = None,
         filter_empty: bool = False,
         difficult: str = "keep",
@@ -106,7 +109,7 @@ class DotaDataset(Dataset):
             if mode not in DIFFICULTY_MODES:
                 raise ValueError(f"{name} must be one of {DIFFICULTY_MODES}, got {mode!r}")
         self.root = Path(root)
-        self.class_names = tuple(class_names)
+        self.class_names = resolve_classes(class_names) if isinstance(class_names, (str, Path)) else tuple(class_names)
         if transforms is not None and not callable(transforms):
             transforms = Compose(list(transforms))
         self.transforms = transforms

@@ -98,9 +98,9 @@ Transform = Callable[[Sample, "torch.Generator | None"], Sample]
 
 def affine_polygons(polygons: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a 2 x 3 affine map to polygons [M, 2K] (float64) -> [M, 2K]."""
-    points = polygons.reshape(-1, polygons.shape[-1] // 2, 2) if polygons.size else polygons.reshape(0, 4, 2)
+    points = polygons.reshape(polygons.shape[0], polygons.shape[1] // 2, 2)
     moved = points @ matrix[:, :2].T + matrix[:, 2]
-    return moved.reshape(polygons.shape[0], -1)
+    return moved.reshape(polygons.shape)
 
 
 def _with(sample: Sample, image: np.ndarray, matrix: np.ndarray, scale: float | None = None) -> Sample:

@@ -27,6 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -319,9 +320,9 @@ def _background(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     # Low-frequency colour variation: a coarse random grid upsampled smoothly.
     grid = (max(2, height // 128), max(2, width // 128))
     coarse = rng.normal(0.0, 14.0, size=grid + (1,)) + rng.normal(0.0, 4.0, size=grid + (3,))  # mostly brightness
-    coarse = coarse.astype(np.float32)
-    low = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-    canvas = np.clip(low + base[::-1], 0, 255).astype(np.uint8)
+    coarse = np.clip(coarse + base[::-1], 0, 255).astype(np.uint8)
+    # Upsampling in uint8 (saturating) keeps full-resolution float arrays out of the hot path.
+    canvas = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     # Fields: large irregular quadrilaterals of slightly different tone.
     area = height * width
     for _ in range(int(rng.integers(2, 6 + area // 1_000_000))):
@@ -554,6 +555,31 @@ def iter_synthetic_images(
         yield synth_image(index, seed, image_size, class_names, empty=index in empty, **kwargs)
 
 
+def _write_image(job: tuple) -> list[str]:
+    """Draw, encode and write one image and its labels; returns the class of each object."""
+    out, index, seed, image_size, class_names, empty, num_objects, objects_per_megapixel, ext = job
+    item = synth_image(index, seed, image_size, class_names, num_objects, objects_per_megapixel, empty)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION] if ext == "png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
+    ok, encoded = cv2.imencode(f".{ext}", item.image, params)
+    assert ok, "OpenCV failed to encode an in-memory image"
+    atomic_write_bytes(Path(out) / "images" / f"{item.name}.{ext}", encoded.tobytes())
+    write_label_file(Path(out) / "labelTxt" / f"{item.name}.txt", item.labels, header=True)
+    logger.info("wrote %s (%d objects)", item.name, len(item.labels))
+    return list(item.labels.classes)
+
+
+def _unordered(pool: ProcessPoolExecutor, jobs: list[tuple]) -> Iterator[list[str]]:
+    with pool:
+        futures = [pool.submit(_write_image, job) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def generate_synthetic_dataset(
     out: str | Path,
     num_images: int = 8,
@@ -564,6 +590,7 @@ def generate_synthetic_dataset(
     num_objects: int | None = None,
     objects_per_megapixel: float = 24.0,
     ext: str = "png",
+    workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> SynthSummary:
     """Write a DOTA-format dataset: ``out/images/synth_XXXXX.png`` + ``out/labelTxt/*.txt``.
@@ -575,6 +602,7 @@ def generate_synthetic_dataset(
     Args:
         num_objects: objects per image (about; crowded images get fewer); default by density.
         ext: ``png`` (lossless, compression level 1) or ``jpg`` (quality 95).
+        workers: processes drawing and encoding images in parallel (output is the same).
 
     Returns:
         A :class:`SynthSummary` with counts per class.
@@ -591,22 +619,23 @@ def generate_synthetic_dataset(
     start = time.perf_counter()
     summary = SynthSummary(out=out, image_size=image_size if isinstance(image_size, int) else max(image_size), seed=seed)
     summary.objects_per_class = {name: 0 for name in class_names}
-    params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION] if ext == "png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
-    images = iter_synthetic_images(
-        num_images, seed, image_size, class_names, empty_fraction,
-        num_objects=num_objects, objects_per_megapixel=objects_per_megapixel,
-    )
-    for item in images:
-        ok, encoded = cv2.imencode(f".{ext}", item.image, params)
-        assert ok, "OpenCV failed to encode an in-memory image"
-        atomic_write_bytes(out / "images" / f"{item.name}.{ext}", encoded.tobytes())
-        write_label_file(out / "labelTxt" / f"{item.name}.txt", item.labels, header=True)
+    empty = _empty_indices(num_images, empty_fraction)
+    jobs = [
+        (out, index, seed, image_size, tuple(class_names), index in empty, num_objects, objects_per_megapixel, ext)
+        for index in range(num_images)
+    ]
+    if workers <= 1 or num_images <= 1:
+        results = map(_write_image, jobs)
+    else:
+        # Each image depends only on (seed, index), so the files do not depend on the workers.
+        pool = ProcessPoolExecutor(max_workers=min(workers, num_images))
+        results = _unordered(pool, jobs)
+    for classes in results:
         summary.images += 1
-        summary.objects += len(item.labels)
-        summary.empty_images += int(len(item.labels) == 0)
-        for name in item.labels.classes:
+        summary.objects += len(classes)
+        summary.empty_images += int(len(classes) == 0)
+        for name in classes:
             summary.objects_per_class[name] += 1
-        logger.info("wrote %s (%d objects)", item.name, len(item.labels))
         if progress is not None:
             progress(1)
     summary.seconds = time.perf_counter() - start

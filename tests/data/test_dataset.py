@@ -19,9 +19,19 @@ from rgfl.dota.synth import generate_synthetic_dataset, obb_corners
 from rgfl.errors import InputError, ProblemLog
 
 
-def test_real_sample_images_labels_and_warnings(dota_sample, caplog):
-    with caplog.at_level(logging.WARNING, logger="rgfl"):
-        dataset = DotaDataset(dota_sample, DOTA_V1_0)
+@pytest.fixture
+def rgfl_log(caplog):
+    """Warnings of the 'rgfl' logger (the CLI may have turned off its propagation to the root)."""
+    logger = logging.getLogger("rgfl")
+    logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.WARNING)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def test_real_sample_images_labels_and_warnings(dota_sample, rgfl_log):
+    caplog = rgfl_log
+    dataset = DotaDataset(dota_sample, DOTA_V1_0)
     assert dataset.image_ids == ["P0706", "P1888"]
     # label files whose image is missing are skipped, each with a warning naming the file
     missing = {"P0770", "P1088", "P1234", "P2598", "P2709"}
@@ -50,7 +60,8 @@ def test_difficult_modes_on_real_sample(dota_sample):
     flags = read_label_file(dota_sample / "labelTxt" / "P0706.txt", DOTA_V1_0).difficult
     assert (flags == 1).sum() > 0
     keep = DotaDataset(dota_sample, DOTA_V1_0, difficult="keep", problems=ProblemLog())
-    ignore = DotaDataset(dota_sample, DOTA_V1_0, difficult="ignore", problems=ProblemLog())
+    ignore = DotaDataset(dota_sample, "dota1.0", difficult="ignore", problems=ProblemLog())
+    assert ignore.class_names == DOTA_V1_0
     drop = DotaDataset(dota_sample, DOTA_V1_0, difficult="drop", problems=ProblemLog())
     assert len(keep.objects(0)[0]) == len(flags)
     assert ignore.objects(0)[2].tolist() == (flags == 1).tolist()
@@ -70,15 +81,14 @@ def _write_folder(root, image, polygons, classes, difficult=None, extra_lines=()
     (root / "labelTxt" / "scene.txt").write_text("\r\n".join(lines) + "\r\n")
 
 
-def test_truncated_objects_bad_lines_and_strict(tmp_path, caplog):
+def test_truncated_objects_bad_lines_and_strict(tmp_path, rgfl_log):
     boxes = np.array([[40.0, 40.0, 30.0, 12.0, 0.4], [90.0, 70.0, 20.0, 20.0, 0.0], [20.0, 100.0, 16.0, 8.0, 1.0]])
     image = np.zeros((128, 128, 3), np.uint8)
     _write_folder(tmp_path, image, obb_corners(boxes), ["plane", "ship", "small-vehicle"], [0, 2, 1],
                   extra_lines=["1 2 3 4 5 6 7 plane 0", "1 1 9 1 9 9 1 9 bridge-x 0"])
-    with caplog.at_level(logging.WARNING, logger="rgfl"):
-        dataset = DotaDataset(tmp_path, DOTA_V1_0)
+    dataset = DotaDataset(tmp_path, DOTA_V1_0)
     assert len(dataset.problems) == 2
-    assert "scene.txt:6" in caplog.text and "scene.txt:7" in caplog.text
+    assert "scene.txt:6" in rgfl_log.text and "scene.txt:7" in rgfl_log.text
     _, target = dataset[0]
     assert target.labels.tolist() == [0, 6, 4]
     assert target.ignore.tolist() == [False, True, False]  # difficult 2 (truncated) ignored by default

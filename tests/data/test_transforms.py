@@ -207,3 +207,36 @@ def test_bad_probabilities_are_rejected():
         T.RandomFlip(0.6, 0.6)
     with pytest.raises(ValueError, match="min_scale"):
         T.RandomResize(1.5, 0.5)
+
+
+def test_images_without_objects_pass_every_transform():
+    sample = T.Sample(np.zeros((40, 60, 3), np.uint8), np.zeros((0, 8)), np.zeros(0, np.int64), np.zeros(0, bool), "empty")
+    for function in list(EXACT.values()) + [lambda s: T.rotate(s, 33.0), lambda s: T.resize(s, 0.5)]:
+        moved = function(sample)
+        assert moved.polygons.shape == (0, 8) and moved.labels.shape == (0,) and moved.ignore.shape == (0,)
+
+
+def test_agrees_with_torchvision_rotated_boxes_inside_the_image():
+    """Independent oracle: torchvision v2 (angles in degrees, counter-clockwise on screen) moves
+    boxes that stay inside the image to the same rectangles as rgfl's polygon transforms."""
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import functional as F
+
+    height, width = 120, 200
+    boxes = np.array([[100.0, 60.0, 40.0, 12.0, 0.4], [80.0, 50.0, 20.0, 8.0, -1.2], [120.0, 70.0, 16.0, 16.0, 0.0]])
+    sample = T.Sample(np.zeros((height, width, 3), np.uint8), obb_corners(boxes), np.arange(3), np.zeros(3, bool), "x")
+    tv_boxes = torch.from_numpy(boxes.copy())
+    tv_boxes[:, 4] = -torch.rad2deg(tv_boxes[:, 4])
+    tv = tv_tensors.BoundingBoxes(tv_boxes, format="CXCYWHR", canvas_size=(height, width))
+    cases = [
+        (T.hflip(sample), F.horizontal_flip(tv)),
+        (T.vflip(sample), F.vertical_flip(tv)),
+        (T.rotate(sample, 37.0), F.rotate(tv, 37.0)),
+        (T.rotate(sample, -101.0), F.rotate(tv, -101.0)),
+    ]
+    for ours, theirs in cases:
+        theirs = theirs.as_subclass(torch.Tensor).clone()
+        theirs[:, 4] = -torch.deg2rad(theirs[:, 4])
+        np.testing.assert_allclose(
+            poly2obb(torch.from_numpy(ours.polygons), "le135").numpy(), poly2obb(obb_corners(theirs.numpy()), "le135"), atol=1e-3
+        )

@@ -39,6 +39,10 @@ def test_two_runs_are_byte_identical(tmp_path):
     assert _tree_bytes(tmp_path / "c") != a
     # no temporary file left behind by the atomic writes
     assert not [p for p in (tmp_path / "a").rglob("*.tmp")]
+    # parallel workers write the same bytes and count the same objects
+    parallel = generate_synthetic_dataset(tmp_path / "d", num_images=2, image_size=512, seed=7, workers=2)
+    assert _tree_bytes(tmp_path / "d") == a
+    assert parallel.objects_per_class == first.objects_per_class
 
 
 def test_labels_parse_back_exactly(tmp_path):
