@@ -58,6 +58,10 @@ from rgfl.cli.evaluate import eval_command  # noqa: E402
 
 app.command("eval")(eval_command)
 
+from rgfl.cli.merge_submit import merge_submit_command  # noqa: E402
+
+app.command("merge-submit")(merge_submit_command)
+
 from rgfl.cli.demo import demo_command  # noqa: E402
 from rgfl.cli.predict import predict_command  # noqa: E402
 from rgfl.cli.show import show_command  # noqa: E402

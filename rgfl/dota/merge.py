@@ -312,22 +312,24 @@ def merge_image_detections(
     Returns:
         int64 indices, grouped by class (ascending), each class by decreasing score.
     """
-    import torch
+    from rgfl.ops import batched_nms_rotated, poly2obb
 
-    from rgfl.ops import nms_rotated, poly2obb
-
-    labels = np.asarray(labels, dtype=np.int64)
-    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    polygons = np.asarray(polygons, dtype=np.float64).reshape(-1, 8)
     candidates = np.flatnonzero(scores >= score_thr)
-    kept: list[np.ndarray] = []
-    for label in np.unique(labels[candidates]):
-        members = candidates[labels[candidates] == label]
-        boxes = poly2obb(torch.as_tensor(polygons[members], dtype=torch.float64, device=device))
-        keep = nms_rotated(boxes, torch.as_tensor(scores[members], dtype=torch.float64, device=device), float(iou_thr))
-        kept.append(members[np.asarray(keep.cpu() if hasattr(keep, "cpu") else keep, dtype=np.int64)])
-    if not kept:
+    if len(candidates) == 0:
         return np.zeros(0, dtype=np.int64)
-    result = np.concatenate(kept)
+    boxes = poly2obb(polygons[candidates])  # minimum-area rectangles, float64 [K, 5]
+    if device != "cpu":
+        import torch
+
+        boxes = torch.as_tensor(boxes, device=device)
+        keep = batched_nms_rotated(boxes, torch.as_tensor(scores[candidates], device=device),
+                                   torch.as_tensor(labels[candidates], device=device), float(iou_thr)).cpu().numpy()
+    else:
+        keep = batched_nms_rotated(boxes, scores[candidates], labels[candidates], float(iou_thr))
+    result = candidates[np.asarray(keep, dtype=np.int64)]
     if max_per_img and len(result) > max_per_img:
         best = result[np.argsort(-scores[result], kind="stable")[:max_per_img]]
         best_set = np.zeros(len(scores), dtype=bool)

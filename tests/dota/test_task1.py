@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -55,7 +57,12 @@ def test_writer_creates_every_class_file_and_reader_handles_missing_ones(tmp_pat
     assert (tmp_path / "Task1_ship.txt").read_text().startswith("P1 0.7 0 0 0")
     (tmp_path / "Task1_plane.txt").unlink()
     (tmp_path / "Task1_other.txt").write_text("")
-    result = read_task1_dir(tmp_path, ["plane", "ship"])
+    rgfl_logger = logging.getLogger("rgfl")  # the CLI stops propagation to the root logger
+    rgfl_logger.addHandler(caplog.handler)
+    try:
+        result = read_task1_dir(tmp_path, ["plane", "ship"])
+    finally:
+        rgfl_logger.removeHandler(caplog.handler)
     assert len(result["plane"]) == 0 and len(result["ship"]) == 1
     assert "other" in caplog.text and "Task1_plane.txt" in caplog.text
 

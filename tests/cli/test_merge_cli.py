@@ -1,0 +1,72 @@
+"""`rgfl merge-submit --dets --out`: files for every class, zip, summary, errors."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import rgfl.ops
+from rgfl.cli.main import app
+from rgfl.dota.classes import DOTA_V1_0
+from rgfl.dota.task1 import read_task1_dir
+
+runner = CliRunner()
+
+
+def text(result):
+    """The output with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+needs_nms = pytest.mark.skipif(not hasattr(rgfl.ops, "nms_rotated"), reason="rgfl.ops.nms_rotated not available yet")
+SQUARE = np.array([0, 0, 10, 0, 10, 10, 0, 10], dtype=np.float64)
+
+
+def write_patch_dets(folder):
+    folder.mkdir()
+    rows = [
+        ("P0001__1024__0___0", 0.9, SQUARE + 600),
+        ("P0001__1024__512___512", 0.8, SQUARE + 88),  # the same object seen from the next patch
+        ("P0001__1024__512___0", 0.3, SQUARE + np.tile([700, 20], 4)),
+        ("P0002__0.5__0___0", 0.6, SQUARE),  # devkit name, rate 0.5
+    ]
+    text = "".join(f"{n} {s!r} " + " ".join(f"{v:g}" for v in p) + "\n" for n, s, p in rows)
+    (folder / "Task1_plane.txt").write_text(text)
+
+
+@needs_nms
+def test_merge_submit_writes_every_class_and_zip(tmp_path):
+    write_patch_dets(tmp_path / "in")
+    out = tmp_path / "submission"
+    result = runner.invoke(app, ["merge-submit", "--dets", str(tmp_path / "in"), "--out", str(out), "--zip"])
+    assert result.exit_code == 0, result.output
+    assert "4 detections in, 3 out" in text(result) and "2 images" in text(result)
+    assert sorted(p.name for p in out.glob("Task1_*.txt")) == sorted(f"Task1_{c}.txt" for c in DOTA_V1_0)
+    merged = read_task1_dir(out, DOTA_V1_0)
+    assert merged["plane"].image_ids == ["P0001", "P0001", "P0002"]
+    assert merged["plane"].scores.tolist() == [0.9, 0.3, 0.6]
+    np.testing.assert_array_equal(merged["plane"].polygons[2], SQUARE / 0.5)
+    with zipfile.ZipFile(out / "submission.zip") as archive:
+        assert len(archive.namelist()) == 15 and all("/" not in n for n in archive.namelist())
+
+
+@needs_nms
+def test_merge_submit_score_threshold(tmp_path):
+    write_patch_dets(tmp_path / "in")
+    args = ["merge-submit", "--dets", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--score-thr", "0.5"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert read_task1_dir(tmp_path / "o", DOTA_V1_0)["plane"].scores.tolist() == [0.9, 0.6]
+
+
+def test_merge_submit_errors(tmp_path):
+    result = runner.invoke(app, ["merge-submit", "--dets", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "detection folder not found" in text(result)
+    assert "Traceback" not in text(result)
+    result = runner.invoke(app, ["merge-submit", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--dets" in text(result)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "Task1_plane.txt").write_text("P0001 0.5 0 0 1 0 1 1 0 1\n")
+    result = runner.invoke(app, ["merge-submit", "--dets", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--strict"])
+    assert result.exit_code == 2 and "Task1_plane.txt:1" in text(result) and "not a patch name" in text(result)
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("Task1_*"))
