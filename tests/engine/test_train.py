@@ -1,0 +1,142 @@
+"""Short real training runs of the tiny config (ResNet-18, 128 px synthetic patches) on CPU."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+
+import pytest
+import torch
+import yaml
+
+from rgfl.engine.build import build_model, class_names, load_detector
+from rgfl.engine.checkpoint import find_latest_checkpoint, load_checkpoint
+from rgfl.engine.config import config_from_dict, config_to_dict
+from rgfl.engine.train import NonFiniteLossError, Trainer, train
+from tests.engine.helpers import requires_pipeline, tiny_config, train_records
+
+pytestmark = requires_pipeline
+
+
+class SignalAt:
+    """Sends ``signum`` to this process after the logged iteration ``iteration`` (like Ctrl-C)."""
+
+    def __init__(self, iteration: int, signum: int = signal.SIGINT):
+        self.iteration = iteration
+        self.signum = signum
+
+    def on_log(self, record: dict) -> None:
+        if record["iteration"] == self.iteration:
+            os.kill(os.getpid(), self.signum)
+
+
+def test_short_run_writes_checkpoint_resolved_config_and_json_log(tiny_split, tmp_path):
+    cfg = tiny_config(tiny_split, **{"schedule.epochs": 1})
+    result = train(cfg, tmp_path)
+    assert result.status == "completed"
+    assert result.iteration == 3  # 6 patches (one empty, kept), batch 2
+    checkpoint = tmp_path / "checkpoints" / "epoch_0001.pt"
+    assert result.checkpoint == checkpoint and find_latest_checkpoint(tmp_path) == checkpoint
+
+    resolved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert config_from_dict(resolved) == cfg
+
+    records = train_records(tmp_path)
+    assert [r["iteration"] for r in records] == [1, 2, 3]
+    for record in records:
+        for key in ("epoch", "lr", "loss", "loss_qfl", "loss_bbox", "loss_dfl", "images_per_s", "eta", "memory_mb", "data_wait_fraction"):
+            assert key in record, key
+        assert math.isfinite(record["loss"])
+    assert records[0]["lr"] == pytest.approx(0.01 * 2 / 16 * 0.001)  # scaled lr x warmup ratio
+
+    state = load_checkpoint(checkpoint)
+    assert state["config"] == config_to_dict(cfg)
+    assert state["iteration"] == 3 and state["complete"] and state["epoch"] == 0
+    # The checkpoint rebuilds the detector for inference (what `rgfl eval` uses).
+    detector, stored = load_detector(checkpoint)
+    assert stored == cfg and not detector.training
+    trained = dict(detector.state_dict())
+    assert all(torch.equal(trained[k], v) for k, v in state["model"].items())
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted_losses(tiny_split, tmp_path):
+    # Augmentation on (flips), so resume must also reproduce the per-sample random draws.
+    overrides = {"data.vflip": 0.25, "data.hflip": 0.5}
+    full = train(tiny_config(tiny_split, **overrides), tmp_path / "full")
+    assert full.status == "completed" and full.iteration == 6
+
+    # SIGINT after iteration 4 = mid-epoch 2: a checkpoint is saved and the run stops cleanly.
+    stopped = train(tiny_config(tiny_split, **overrides), tmp_path / "split", callbacks=[SignalAt(4)])
+    assert stopped.status == "interrupted" and stopped.iteration == 4
+    assert stopped.checkpoint.name == "iter_0000004.pt"
+    state = load_checkpoint(stopped.checkpoint)
+    assert (state["epoch"], state["batch_in_epoch"], state["complete"]) == (1, 1, False)
+
+    resumed = train(tiny_config(tiny_split, **overrides), tmp_path / "split", resume=True)
+    assert resumed.status == "completed" and resumed.iteration == 6
+
+    def losses(folder):
+        return [(r["iteration"], r["lr"], r["loss_qfl"], r["loss_bbox"], r["loss_dfl"]) for r in train_records(folder)]
+
+    assert losses(tmp_path / "split") == losses(tmp_path / "full")  # bit-identical on CPU
+    final_full = load_checkpoint(tmp_path / "full" / "checkpoints" / "epoch_0002.pt")["model"]
+    final_resumed = load_checkpoint(tmp_path / "split" / "checkpoints" / "epoch_0002.pt")["model"]
+    assert all(torch.equal(final_full[k], final_resumed[k]) for k in final_full)
+
+
+def test_sigterm_leaves_a_loadable_checkpoint(tiny_split, tmp_path):
+    result = train(tiny_config(tiny_split), tmp_path, callbacks=[SignalAt(2, signal.SIGTERM)])
+    assert result.status == "interrupted"
+    state = load_checkpoint(find_latest_checkpoint(tmp_path))
+    assert state["iteration"] == 2
+    model = build_model(tiny_config(tiny_split).model, len(class_names(tiny_config(tiny_split).data)))
+    model.load_state_dict(state["model"])  # complete and consistent
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+class NaNLogits:
+    """Forward hook on the detector's class-logit convolution that turns its output into NaN on
+    chosen calls: a real non-finite loss in a real model, at a known iteration."""
+
+    def __init__(self, detector: torch.nn.Module, num_classes: int, bad_calls: set[int]):
+        convs = [m for m in detector.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == num_classes]
+        assert convs, "the head has a conv with one output channel per class"
+        self.calls = 0
+        self.bad_calls = bad_calls
+        convs[-1].register_forward_hook(self)
+        self.levels = 5  # the head is applied once per FPN level
+
+    def __call__(self, module, inputs, output):
+        self.calls += 1
+        if (self.calls - 1) // self.levels + 1 in self.bad_calls:
+            return output * float("nan")
+        return output
+
+
+def make_trainer(cfg, work_dir, bad_iterations):
+    trainer = Trainer(cfg, work_dir)
+    NaNLogits(trainer.detector, len(trainer.names), bad_iterations)
+    return trainer
+
+
+def test_nonfinite_loss_stops_with_iteration_term_and_last_checkpoint(tiny_split, tmp_path):
+    trainer = make_trainer(tiny_config(tiny_split), tmp_path, bad_iterations={5})
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.run()
+    message = str(info.value)
+    assert "non-finite loss at iteration 5 (epoch 2, batch 2/3)" in message
+    assert "loss_qfl = nan" in message
+    assert f"last good checkpoint: {tmp_path / 'checkpoints' / 'epoch_0001.pt'}" in message
+
+
+def test_nonfinite_loss_skip_mode_counts_skipped_batches(tiny_split, tmp_path):
+    cfg = tiny_config(tiny_split, **{"train.nonfinite_loss": "skip"})
+    result = make_trainer(cfg, tmp_path, bad_iterations={2, 3}).run()
+    assert result.status == "completed" and result.skipped_batches == 2
+    weights = load_checkpoint(result.checkpoint)["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+    cfg = tiny_config(tiny_split, **{"train.nonfinite_loss": "skip", "train.max_skipped": 1})
+    with pytest.raises(NonFiniteLossError, match=r"2 batches in a row had non-finite losses \(train.max_skipped = 1\)"):
+        make_trainer(cfg, tmp_path / "again", bad_iterations={2, 3, 4}).run()
