@@ -37,6 +37,7 @@ class SlidingWindowSettings:
         rates: resize factors; each one is a full pass over the image (multi-scale testing).
         pad_value: RGB fill for windows that stick out of the image, as ``rgfl split`` pads.
         pad: pad windows at the border to ``size`` (as ``rgfl split`` does by default).
+        img_rate_thr: drop windows with less than this fraction of their area on the image.
         nms_iou: class-wise rotated NMS threshold of the merge (suppress IoU > nms_iou).
         max_per_img: detections kept per image after the merge (highest scores).
         batch_size: windows per forward pass.
@@ -50,6 +51,7 @@ class SlidingWindowSettings:
     rates: tuple[float, ...] = (1.0,)
     pad_value: tuple[int, int, int] = (124, 116, 104)
     pad: bool = True
+    img_rate_thr: float = 0.6
     nms_iou: float = 0.1
     max_per_img: int = 2000
     batch_size: int = 4
@@ -75,42 +77,33 @@ class Window:
     rate: float
 
 
-def _window_starts(length: int, size: int, step: int) -> list[int]:
-    # Placeholder until rgfl.dota.split lands: same grid as reference notes section 3.1.
-    if length <= size:
-        return [0]
-    count = int(np.ceil((length - size) / step)) + 1
-    starts = [k * step for k in range(count)]
-    if len(starts) > 1 and starts[-1] + size > length:
-        starts[-1] = length - size
-    return starts
-
-
 def plan_windows(height: int, width: int, settings: SlidingWindowSettings) -> list[Window]:
-    """All windows over an image of ``height x width`` original pixels, rate by rate, x-major."""
+    """All windows over an image of ``height x width`` original pixels, rate by rate.
+
+    The grid of ``rgfl split`` (:func:`rgfl.dota.split.sliding_windows`: last window snapped to
+    the border, windows mostly off the image dropped by ``img_rate_thr``), in its x-major order.
+    """
+    from rgfl.dota.split import resized_size, sliding_windows
+
     windows = []
     step = settings.size - settings.overlap
     for rate in settings.rates:
-        scaled_h, scaled_w = _scaled_size(height, width, rate)
-        for x in _window_starts(scaled_w, settings.size, step):
-            for y in _window_starts(scaled_h, settings.size, step):
-                windows.append(Window(x, y, settings.size, float(rate)))
+        scaled_w, scaled_h = resized_size(width, height, rate)
+        for x1, y1, _, _ in sliding_windows(scaled_w, scaled_h, settings.size, step, settings.img_rate_thr).tolist():
+            windows.append(Window(int(x1), int(y1), settings.size, float(rate)))
     return windows
 
 
-def _scaled_size(height: int, width: int, rate: float) -> tuple[int, int]:
-    if rate == 1.0:
-        return height, width
-    return max(1, int(round(height * rate))), max(1, int(round(width * rate)))
-
-
 def _resized(image: np.ndarray, rate: float) -> np.ndarray:
+    """The image resized by ``rate`` as ``rgfl split`` resizes it (bicubic, same rounding)."""
     if rate == 1.0:
         return image
     import cv2
 
-    height, width = _scaled_size(image.shape[0], image.shape[1], rate)
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC if rate > 1 else cv2.INTER_AREA)
+    from rgfl.dota.split import resized_size
+
+    width, height = resized_size(image.shape[1], image.shape[0], rate)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
 def _cut(image: np.ndarray, window: Window, settings: SlidingWindowSettings) -> tuple[Tensor, tuple[int, int], float]:
