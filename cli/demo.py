@@ -56,7 +56,7 @@ class DemoPlan:
 
     @classmethod
     def quick(cls) -> "DemoPlan":
-        return cls(train_images=2, val_images=1, test_images=1, image_size=640, patch_size=384, overlap=64, epochs=1, max_iters=4, objects=12)
+        return cls(train_images=2, val_images=2, test_images=1, image_size=640, patch_size=384, overlap=64, epochs=1, max_iters=4, objects=12)
 
 
 def find_config(name: str = CONFIG_NAME) -> Path:
