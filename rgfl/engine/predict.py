@@ -94,24 +94,24 @@ def plan_windows(height: int, width: int, settings: SlidingWindowSettings) -> li
     return windows
 
 
-def _resized(image: np.ndarray, rate: float) -> np.ndarray:
-    """The image resized by ``rate`` as ``rgfl split`` resizes it (bicubic, same rounding)."""
-    if rate == 1.0:
-        return image
-    import cv2
-
-    from rgfl.dota.split import resized_size
-
-    width, height = resized_size(image.shape[1], image.shape[0], rate)
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)
-
-
 def _cut(image: np.ndarray, window: Window, settings: SlidingWindowSettings) -> tuple[Tensor, tuple[int, int], float]:
-    """Crop a window, pad it to ``size`` when it sticks out, resize it to the model input.
+    """Cut a window of the image resized by ``window.rate``, pad it to ``size`` when it sticks out,
+    and resize it to the model input.
 
-    Returns ``uint8 [3, S', S']``, the valid (h, w) in input pixels and the scale input / window.
+    For rates other than 1 only the window's pixels are resampled, from the source pixels they
+    need (the same bicubic resampling as ``rgfl split``), so no resized copy of a huge image is
+    ever made. Returns ``uint8 [3, S', S']``, the valid (h, w) in input pixels and the scale
+    input / window.
     """
-    crop = image[window.y : window.y + window.size, window.x : window.x + window.size]
+    from rgfl.dota.split import _resample_region, resized_size
+
+    height, width = image.shape[:2]
+    scaled_w, scaled_h = resized_size(width, height, window.rate)
+    x2, y2 = min(window.x + window.size, scaled_w), min(window.y + window.size, scaled_h)
+    if window.rate == 1.0:
+        crop = image[window.y : y2, window.x : x2]
+    else:
+        crop = _resample_region(image, window.x, window.y, x2, y2, window.rate)
     valid = (int(crop.shape[0]), int(crop.shape[1]))
     if settings.pad and valid != (window.size, window.size):
         padded = np.empty((window.size, window.size, 3), dtype=np.uint8)
@@ -127,25 +127,16 @@ def _cut(image: np.ndarray, window: Window, settings: SlidingWindowSettings) -> 
 def _batches(
     image: np.ndarray, windows: Sequence[Window], settings: SlidingWindowSettings
 ) -> Iterator[tuple[list[Window], Tensor, list[tuple[int, int]], list[float]]]:
-    """Cut windows batch by batch, resizing the image once per rate (only one resized copy alive)."""
-    resized_rate, resized = None, image
-    batch: list[Window] = []
-    for window in list(windows) + [None]:  # type: ignore[list-item]
-        flush = window is None or len(batch) == settings.batch_size or (batch and window.rate != batch[0].rate)
-        if flush and batch:
-            cuts = [_cut(resized, w, settings) for w in batch]
-            height = -(-max(c.shape[1] for c, _, _ in cuts) // SIZE_DIVISOR) * SIZE_DIVISOR
-            width = -(-max(c.shape[2] for c, _, _ in cuts) // SIZE_DIVISOR) * SIZE_DIVISOR
-            images = torch.zeros((len(cuts), 3, height, width), dtype=torch.uint8)
-            for k, (cut, _, _) in enumerate(cuts):
-                images[k, :, : cut.shape[1], : cut.shape[2]] = cut
-            yield batch, images, [valid for _, valid, _ in cuts], [scale for _, _, scale in cuts]
-            batch = []
-        if window is None:
-            break
-        if window.rate != resized_rate:
-            resized_rate, resized = window.rate, _resized(image, window.rate)
-        batch.append(window)
+    """Cut windows batch by batch (never more than ``batch_size`` windows in memory)."""
+    for start in range(0, len(windows), settings.batch_size):
+        batch = list(windows[start : start + settings.batch_size])
+        cuts = [_cut(image, w, settings) for w in batch]
+        height = -(-max(c.shape[1] for c, _, _ in cuts) // SIZE_DIVISOR) * SIZE_DIVISOR
+        width = -(-max(c.shape[2] for c, _, _ in cuts) // SIZE_DIVISOR) * SIZE_DIVISOR
+        images = torch.zeros((len(cuts), 3, height, width), dtype=torch.uint8)
+        for k, (cut, _, _) in enumerate(cuts):
+            images[k, :, : cut.shape[1], : cut.shape[2]] = cut
+        yield batch, images, [valid for _, valid, _ in cuts], [scale for _, _, scale in cuts]
 
 
 def window_to_image(boxes: Tensor, window: Window) -> Tensor:

@@ -25,6 +25,31 @@ def test_plan_windows_follows_the_split_grid():
     assert sorted({w.x for w in half}) == [0, 824, 976]
 
 
+def test_windows_at_a_rate_match_the_split_patches(tmp_path):
+    """The window pixels predict feeds the model are those of the patches `rgfl split` writes."""
+    import cv2
+
+    from rgfl.dota.split import SplitConfig, split_dataset
+    from rgfl.engine.predict import _cut
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 255, (700, 900, 3), dtype=np.uint8)
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "src" / "images" / "scene.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    split_dataset(tmp_path / "src", tmp_path / "out", SplitConfig(size=256, step=200, rates=(0.5, 1.5)), workers=1)
+    settings = SlidingWindowSettings(size=256, overlap=56, rates=(0.5, 1.5))
+    windows = plan_windows(700, 900, settings)
+    patches = sorted(p.stem for p in (tmp_path / "out" / "images").iterdir())
+    assert len(windows) == len(patches)
+    for window in windows[:: max(1, len(windows) // 6)]:
+        from rgfl.dota.patches import patch_name
+
+        name = patch_name("scene", window.x, window.y, 256, window.rate)
+        written = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "images" / f"{name}.png")), cv2.COLOR_BGR2RGB)
+        cut, valid, scale = _cut(image, window, settings)
+        assert scale == 1.0 and np.array_equal(cut.permute(1, 2, 0).numpy(), written), name
+
+
 def test_window_to_image_undoes_offset_and_rate():
     boxes = torch.tensor([[10.0, 20.0, 30.0, 40.0, 0.3]])
     mapped = window_to_image(boxes, Window(100, 200, 512, 0.5))
@@ -52,9 +77,8 @@ def test_every_object_found_once_across_windows(device, rates, input_size):
     assert (found_labels[best] == labels).all()
     # ... exactly once: the duplicates from overlapping windows (and scales) were merged
     assert len(polygons) == len(boxes)
-    # batches of 3 windows, never mixing two rates
-    per_rate = [len(plan_windows(height, width, SlidingWindowSettings(size=512, overlap=200, rates=(r,)))) for r in rates]
-    assert detector.calls == sum(-(-n // 3) for n in per_rate)
+    # batches of 3 windows
+    assert detector.calls == -(-len(plan_windows(height, width, settings)) // 3)
 
 
 def test_empty_image_and_tiny_image():
