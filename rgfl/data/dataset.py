@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DIFFICULTY_MODES = ("keep", "ignore", "drop")
+# OpenCV >= 4.10 decodes straight to RGB; older versions decode BGR and we convert.
+_DECODES_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+_DECODE_FLAG = _DECODES_RGB if _DECODES_RGB is not None else cv2.IMREAD_COLOR
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -58,10 +61,10 @@ def read_image(path: str | Path) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
         raise InputError(f"cannot read image ({error.strerror or error})", path) from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = cv2.imdecode(data, _DECODE_FLAG) if data.size else None
     if image is None:
         raise InputError("cannot decode image (empty, truncated or not an image file)", path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image if _DECODE_FLAG == _DECODES_RGB else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class DotaDataset(Dataset):

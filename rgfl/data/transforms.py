@@ -209,11 +209,10 @@ def resize(sample: Sample, scale: float, interpolation: int | None = None) -> Sa
         raise ValueError(f"resize scale must be positive, got {scale}")
     if interpolation is None:
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    width, height = int(round(sample.width * scale)), int(round(sample.height * scale))
-    if (width, height) == (sample.width, sample.height) and scale == 1.0:
+    if scale == 1.0:
         return sample
+    # With dsize (0, 0) OpenCV maps with exactly fx, fy (not with the rounded size ratio).
     image = cv2.resize(sample.image, (0, 0), fx=scale, fy=scale, interpolation=interpolation)
-    assert image.shape[:2] == (height, width), "OpenCV chose another output size than round(size * scale)"
     matrix = np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]])
     return _with(sample, image, matrix, scale=sample.scale * scale)
 

@@ -312,7 +312,7 @@ def merge_image_detections(
     Returns:
         int64 indices, grouped by class (ascending), each class by decreasing score.
     """
-    from rgfl.ops import batched_nms_rotated, poly2obb
+    from rgfl.ops import batched_nms_rotated
 
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -320,7 +320,7 @@ def merge_image_detections(
     candidates = np.flatnonzero(scores >= score_thr)
     if len(candidates) == 0:
         return np.zeros(0, dtype=np.int64)
-    boxes = poly2obb(polygons[candidates])  # minimum-area rectangles, float64 [K, 5]
+    boxes = _min_area_rectangles(polygons[candidates])  # float64 [K, 5]
     if device != "cpu":
         import torch
 
@@ -338,6 +338,25 @@ def merge_image_detections(
     # Group by class, each class by decreasing score (stable: equal scores keep input order).
     order = np.lexsort((np.arange(len(result)), -scores[result], labels[result]))
     return result[order]
+
+
+def _min_area_rectangles(polygons: np.ndarray) -> np.ndarray:
+    """``poly2obb`` on one image's polygons [K, 8] with torch limited to one thread.
+
+    Why: these are small tensors (a few thousand rows) and torch's intra-op thread pool costs far
+    more than it saves here; measured on 2 shared cores, 2200 polygons took 0.19 s with 2 threads
+    and 0.0024 s with 1.
+    """
+    import torch
+
+    from rgfl.ops import poly2obb
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return np.asarray(poly2obb(polygons))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def merge_patch_detections(

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import rgfl.ops
 from rgfl.cli.main import app
 from rgfl.dota.classes import DOTA_V1_0
 from rgfl.dota.task1 import read_task1_dir
@@ -19,7 +18,6 @@ runner = CliRunner()
 def text(result):
     """The output with rich's line wrapping undone."""
     return " ".join(result.output.split())
-needs_nms = pytest.mark.skipif(not hasattr(rgfl.ops, "nms_rotated"), reason="rgfl.ops.nms_rotated not available yet")
 SQUARE = np.array([0, 0, 10, 0, 10, 10, 0, 10], dtype=np.float64)
 
 
@@ -35,7 +33,6 @@ def write_patch_dets(folder):
     (folder / "Task1_plane.txt").write_text(text)
 
 
-@needs_nms
 def test_merge_submit_writes_every_class_and_zip(tmp_path):
     write_patch_dets(tmp_path / "in")
     out = tmp_path / "submission"
@@ -51,7 +48,6 @@ def test_merge_submit_writes_every_class_and_zip(tmp_path):
         assert len(archive.namelist()) == 15 and all("/" not in n for n in archive.namelist())
 
 
-@needs_nms
 def test_merge_submit_score_threshold(tmp_path):
     write_patch_dets(tmp_path / "in")
     args = ["merge-submit", "--dets", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--score-thr", "0.5"]

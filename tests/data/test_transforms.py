@@ -163,6 +163,18 @@ def test_resize_scales_boxes_and_updates_scale(scale):
     assert twice.scale == pytest.approx(2 * scale)
 
 
+@pytest.mark.parametrize("scale", [0.73, 1.37])
+def test_resize_maps_pixels_by_exactly_the_scale(scale):
+    """A ramp image whose value is the x of the pixel centre: after resizing, pixel j must hold
+    the source x of its centre, (j + 0.5) / scale, as the polygons assume."""
+    ramp = np.tile(np.arange(224, dtype=np.float32) + 0.5, (8, 1))[:, :, None].repeat(3, 2)
+    sample = T.Sample(ramp, np.zeros((0, 8)), np.zeros(0, np.int64), np.zeros(0, bool))
+    moved = T.resize(sample, scale, interpolation=cv2.INTER_LINEAR)
+    centres = np.arange(moved.width) + 0.5
+    inner = (centres / scale > 1) & (centres / scale < 223)
+    np.testing.assert_allclose(moved.image[0, inner, 0], centres[inner] / scale, atol=1e-3)
+
+
 def _single_object_sample(seed: int) -> T.Sample:
     rng = np.random.default_rng(seed)
     box = np.array([[rng.uniform(60, 140), rng.uniform(50, 110), rng.uniform(14, 50), rng.uniform(6, 20), rng.uniform(-3, 3)]])

@@ -24,11 +24,6 @@ from rgfl.dota.task1 import Task1Detections, Task1Writer, read_task1_dir, read_t
 from rgfl.errors import InputError, ProblemLog
 from rgfl.evaluation import evaluate_detections, load_ground_truth
 
-import rgfl.ops
-
-# Until the geometry branch with rotated NMS is merged, the NMS-dependent tests cannot run.
-pytestmark = pytest.mark.skipif(not hasattr(rgfl.ops, "nms_rotated"), reason="rgfl.ops.nms_rotated not available yet")
-
 SQUARE = np.array([0, 0, 10, 0, 10, 10, 0, 10], dtype=np.float64)
 
 
