@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from rgfl.dota.patches import PatchOrigin, parse_patch_name
 from rgfl.dota.task1 import TASK1_PREFIX, Task1Detections, Task1Writer, parse_task1_text
 from rgfl.errors import InputError, ProblemLog
 from rgfl.fileio import atomic_write
+
+if TYPE_CHECKING:
+    from rgfl.structures import Detections
 
 __all__ = [
     "MergedImage",
@@ -44,6 +48,7 @@ __all__ = [
     "map_to_source",
     "merge_image_detections",
     "merge_patch_detections",
+    "task1_from_detections",
     "write_merged_task1",
     "zip_task1_files",
 ]
@@ -289,6 +294,44 @@ class PatchDetections:
         if not labels:
             return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, 8))
         return np.concatenate(labels), np.concatenate(scores), np.concatenate(polygons)
+
+
+def task1_from_detections(
+    items: Iterable[tuple[str, Detections]], class_names: Sequence[str]
+) -> dict[str, Task1Detections]:
+    """Model outputs -> per-class Task1 detections (e.g. patch-level, to merge or write).
+
+    Args:
+        items: ``(image or patch name, Detections)`` pairs; ``Detections.boxes`` Tensor[N, 5] obb
+            in that image's pixels, ``labels`` indices into ``class_names``.
+        class_names: the class list.
+
+    Returns:
+        class name -> :class:`Task1Detections` with polygons from ``obb2poly`` (float64).
+    """
+    import torch
+
+    from rgfl.ops import obb2poly
+
+    parts: dict[int, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    for name, det in items:
+        if len(det) == 0:
+            continue
+        polygons = np.asarray(obb2poly(det.boxes.detach().to("cpu", torch.float64)).numpy())
+        scores = det.scores.detach().cpu().double().numpy()
+        labels = det.labels.detach().cpu().numpy()
+        for label in np.unique(labels):
+            rows = labels == label
+            parts.setdefault(int(label), []).append((name, scores[rows], polygons[rows]))
+    result = {}
+    for index, class_name in enumerate(class_names):
+        chunks = parts.get(index, [])
+        result[class_name] = Task1Detections(
+            [name for name, scores, _ in chunks for _ in range(len(scores))],
+            np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0),
+            np.concatenate([c[2] for c in chunks]) if chunks else np.zeros((0, 8)),
+        )
+    return result
 
 
 def merge_image_detections(

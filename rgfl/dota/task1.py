@@ -130,14 +130,16 @@ def _parse_well_formed(text: str, lines: list[str], first_line: int) -> Task1Det
 
     Returns None when the text needs the line-by-line path (odd spacing, a bad field, NaN).
     """
-    if "\t" in text or "  " in text:
+    if "\t" in text or "  " in text or "\n " in text or " \n" in text or " \r" in text:
         return None
-    numbers = [i for i, line in enumerate(lines) if line]
-    if len(numbers) != len(lines):
+    if text[:1] == " " or text[-1:] == " ":
+        return None
+    if "" in lines:  # blank lines: keep the line numbers of the others
+        numbers = [i for i, line in enumerate(lines) if line]
         lines = [lines[i] for i in numbers]
-    if any(line[0] == " " or line[-1] == " " for line in lines):
-        return None
-    if not all(count == _FIELDS - 1 for count in map(str.count, lines, itertools.repeat(" "))):
+    else:
+        numbers = range(len(lines))
+    if set(map(str.count, lines, itertools.repeat(" "))) - {_FIELDS - 1}:
         return None
     tokens = text.split()
     if len(tokens) != _FIELDS * len(lines):

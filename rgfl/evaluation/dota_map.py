@@ -16,6 +16,7 @@ official ``voc07`` result; see :func:`~rgfl.evaluation.ap.average_precision`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -278,7 +279,7 @@ def evaluate_detections(
         gt = grouped[name]
         num_gt = int(np.count_nonzero(~gt.difficult))
         num_difficult = int(np.count_nonzero(gt.difficult))
-        det_image = np.fromiter((image_index.get(i, -1) for i in dets.image_ids), dtype=np.int64, count=len(dets))
+        det_image = np.array(list(map(image_index.get, dets.image_ids, itertools.repeat(-1))), dtype=np.int64)
         labelled = det_image >= 0
         unlabelled += int(np.count_nonzero(~labelled))
         safe_image = np.where(labelled, det_image, 0)

@@ -37,7 +37,9 @@ def _best_overlaps(
     n = det_polygons.shape[0]
     ovmax = np.full(n, -np.inf)
     jmax = np.full(n, -1, dtype=np.int64)
-    for d in prange(n):
+    chunk = 1024
+    for c in prange((n + chunk - 1) // chunk):
+        # Scratch buffers once per chunk of detections, not per detection.
         ax = np.empty(8)
         ay = np.empty(8)
         bx = np.empty(8)
@@ -46,45 +48,46 @@ def _best_overlaps(
         py = np.zeros(_BUF)
         qx = np.zeros(_BUF)
         qy = np.zeros(_BUF)
-        bxmin = det_hbbs[d, 0]
-        bymin = det_hbbs[d, 1]
-        bxmax = det_hbbs[d, 2]
-        bymax = det_hbbs[d, 3]
-        det_hbb_area = (bxmax - bxmin + 1.0) * (bymax - bymin + 1.0)
-        have = False
-        have_nan = False
-        best = -np.inf
-        best_j = -1
-        for g in range(gt_start[d], gt_end[d]):
-            # Official pre-filter: horizontal-box IoU with the "+1" pixel convention must be > 0.
-            iw = max(min(gt_hbbs[g, 2], bxmax) - max(gt_hbbs[g, 0], bxmin) + 1.0, 0.0)
-            ih = max(min(gt_hbbs[g, 3], bymax) - max(gt_hbbs[g, 1], bymin) + 1.0, 0.0)
-            inters = iw * ih
-            uni = (
-                det_hbb_area
-                + (gt_hbbs[g, 2] - gt_hbbs[g, 0] + 1.0) * (gt_hbbs[g, 3] - gt_hbbs[g, 1] + 1.0)
-                - inters
-            )
-            if not (inters / uni > 0):
-                continue
-            value = _iou_poly_into(gt_polygons[g], det_polygons[d], ax, ay, bx, by, px, py, qx, qy)
-            # np.max / np.argmax semantics: the first NaN wins both; otherwise the first maximum.
-            if not have:
-                have = True
-                best = value
-                best_j = g
-                have_nan = np.isnan(value)
-            elif have_nan:
-                continue
-            elif np.isnan(value):
-                best = value
-                best_j = g
-                have_nan = True
-            elif value > best:
-                best = value
-                best_j = g
-        ovmax[d] = best
-        jmax[d] = best_j
+        for d in range(c * chunk, min((c + 1) * chunk, n)):
+            bxmin = det_hbbs[d, 0]
+            bymin = det_hbbs[d, 1]
+            bxmax = det_hbbs[d, 2]
+            bymax = det_hbbs[d, 3]
+            det_hbb_area = (bxmax - bxmin + 1.0) * (bymax - bymin + 1.0)
+            have = False
+            have_nan = False
+            best = -np.inf
+            best_j = -1
+            for g in range(gt_start[d], gt_end[d]):
+                # Official pre-filter: horizontal-box IoU with the "+1" pixel convention must be > 0.
+                iw = max(min(gt_hbbs[g, 2], bxmax) - max(gt_hbbs[g, 0], bxmin) + 1.0, 0.0)
+                ih = max(min(gt_hbbs[g, 3], bymax) - max(gt_hbbs[g, 1], bymin) + 1.0, 0.0)
+                inters = iw * ih
+                uni = (
+                    det_hbb_area
+                    + (gt_hbbs[g, 2] - gt_hbbs[g, 0] + 1.0) * (gt_hbbs[g, 3] - gt_hbbs[g, 1] + 1.0)
+                    - inters
+                )
+                if not (inters / uni > 0):
+                    continue
+                value = _iou_poly_into(gt_polygons[g], det_polygons[d], ax, ay, bx, by, px, py, qx, qy)
+                # np.max / np.argmax semantics: the first NaN wins both; otherwise the first maximum.
+                if not have:
+                    have = True
+                    best = value
+                    best_j = g
+                    have_nan = np.isnan(value)
+                elif have_nan:
+                    continue
+                elif np.isnan(value):
+                    best = value
+                    best_j = g
+                    have_nan = True
+                elif value > best:
+                    best = value
+                    best_j = g
+            ovmax[d] = best
+            jmax[d] = best_j
     return ovmax, jmax
 
 

@@ -23,6 +23,7 @@ from rgfl.dota.patches import parse_patch_name, patch_name
 from rgfl.dota.task1 import Task1Detections, Task1Writer, read_task1_dir, read_task1_file
 from rgfl.errors import InputError, ProblemLog
 from rgfl.evaluation import evaluate_detections, load_ground_truth
+from tests.conftest import DEVICES
 
 SQUARE = np.array([0, 0, 10, 0, 10, 10, 0, 10], dtype=np.float64)
 
@@ -202,3 +203,20 @@ def _min_rect(poly):
     import cv2
 
     return cv2.boxPoints(cv2.minAreaRect(poly.reshape(4, 2).astype(np.float32)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_model_detections_become_task1_and_merge(device):
+    import torch
+
+    from rgfl.dota.merge import task1_from_detections
+    from rgfl.structures import Detections
+
+    boxes = torch.tensor([[50.0, 40.0, 20.0, 10.0, 0.3], [50.5, 40.0, 20.0, 10.0, 0.3], [10.0, 10.0, 4.0, 4.0, 0.0]], device=device)
+    det = Detections(boxes, torch.tensor([0.9, 0.8, 0.7], device=device), torch.tensor([1, 1, 0], device=device))
+    per_class = task1_from_detections([("P7__1024__100___0", det)], ["a", "b"])
+    assert per_class["a"].image_ids == ["P7__1024__100___0"] and len(per_class["b"]) == 2
+    np.testing.assert_allclose(per_class["a"].polygons[0], [8, 8, 12, 8, 12, 12, 8, 12], atol=1e-6)
+    (image,) = list(merge_patch_detections(PatchDetections(per_class, ["a", "b"])))
+    assert image.stem == "P7" and image.labels.tolist() == [0, 1]  # the near-duplicate is suppressed
+    np.testing.assert_allclose(image.polygons[0], [108, 8, 112, 8, 112, 12, 108, 12], atol=1e-6)
