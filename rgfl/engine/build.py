@@ -74,9 +74,6 @@ def model_signature(cfg: Config) -> dict[str, Any]:
 
 def build_train_dataset(cfg: DataConfig, names: tuple[str, ...]) -> Any:
     """The training set over ``cfg.root`` (``rgfl split`` output: ``images/`` + ``labelTxt/``)."""
-    from rgfl.data import DotaDataset
-    from rgfl.data.transforms import build_transforms
-
     if cfg.root is None:
         raise InputError("no training data given: pass --data SPLIT_ROOT (a folder written by rgfl split)")
     root = Path(cfg.root)
@@ -86,6 +83,9 @@ def build_train_dataset(cfg: DataConfig, names: tuple[str, ...]) -> Any:
         raise InputError("no images/ folder inside the training data folder (expected rgfl split output: images/ and labelTxt/)", root)
     if not (root / "labelTxt").is_dir():
         raise InputError("no labelTxt/ folder inside the training data folder: training needs labels", root)
+    from rgfl.data import DotaDataset
+    from rgfl.data.transforms import build_transforms
+
     if cfg.scale_range is not None and len(cfg.scale_range) != 2:
         raise InputError(f"data.scale_range must be [min, max], got {cfg.scale_range}")
     try:

@@ -23,7 +23,6 @@ Callbacks (rank 0 only) are objects with any of these methods: ``on_train_start(
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -281,10 +280,14 @@ class Trainer:
         for old in checkpoint_dir(self.work_dir).glob("iter_*.pt"):
             old.unlink(missing_ok=True)
 
-    def resume(self, checkpoint: str | Path) -> None:
-        """Restore everything from a checkpoint so the run continues exactly where it stopped."""
+    def resume(self, checkpoint: str | Path, state: dict[str, Any] | None = None) -> None:
+        """Restore everything from a checkpoint so the run continues exactly where it stopped.
+
+        ``state`` is the already loaded checkpoint, if the caller has it.
+        """
         path = Path(checkpoint)
-        state = load_checkpoint(path, map_location="cpu")
+        if state is None:
+            state = load_checkpoint(path, map_location="cpu")
         check_model_signature(state, model_signature(self.cfg), path)
         load_model_state(self.detector, state["model"], path)
         try:
@@ -601,9 +604,14 @@ def resolve_resume(work_dir: str | Path, resume: str | Path | bool | None) -> Pa
 
 def train(cfg: Config, work_dir: str | Path, resume: str | Path | bool | None = None, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Train the detector described by ``cfg``; see the module docstring for outputs and resume."""
-    trainer = Trainer(cfg, work_dir, callbacks)
+    # Check the checkpoint before the (slow) set-up, so a wrong file fails in a second.
     checkpoint = resolve_resume(work_dir, resume)
+    state = None
     if checkpoint is not None:
-        trainer.resume(checkpoint)
-    with contextlib.ExitStack():
-        return trainer.run()
+        state = load_checkpoint(checkpoint, map_location="cpu")
+        check_model_signature(state, model_signature(cfg), checkpoint)
+    trainer = Trainer(cfg, work_dir, callbacks)
+    if checkpoint is not None:
+        trainer.resume(checkpoint, state)
+        del state  # the optimizer and model hold their own copies now
+    return trainer.run()
