@@ -68,7 +68,12 @@ def test_bad_lines_are_skipped_with_file_and_line(tmp_path, caplog):
         "1.5 2.5 11.5 2.5 11.5 12.5 1.5 12.5 ship   \n"  # 11: float coordinates, no difficulty
     )
     log = ProblemLog()
-    labels = read_label_file(path, DOTA_V1_0, log)
+    # The CLI may have set propagate=False on the "rgfl" logger; listen on it directly.
+    log.logger.addHandler(caplog.handler)
+    try:
+        labels = read_label_file(path, DOTA_V1_0, log)
+    finally:
+        log.logger.removeHandler(caplog.handler)
     assert labels.gsd is None
     assert labels.classes == ["plane", "ship"]
     assert labels.line_numbers.tolist() == [3, 11]
