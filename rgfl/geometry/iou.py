@@ -57,6 +57,8 @@ def rotated_box_intersection(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """
     cxa, cya, wa, ha, ta = boxes1.unbind(-1)
     cxb, cyb, wb, hb, tb = boxes2.unbind(-1)
+    # A negative side is not a box: it counts as 0 (no area, no gradient).
+    wa, ha, wb, hb = wa.clamp(min=0), ha.clamp(min=0), wb.clamp(min=0), hb.clamp(min=0)
     a, b = 0.5 * wb, 0.5 * hb  # B is the slab |x| <= a, |y| <= b in its own frame
     cos_b, sin_b = torch.cos(tb), torch.sin(tb)
     dx, dy = cxa - cxb, cya - cyb
@@ -140,13 +142,17 @@ def _iou_from_intersection(inter: Tensor, area1: Tensor, area2: Tensor, mode: st
     return torch.where(positive, inter / safe, torch.zeros_like(inter)).clamp(0.0, 1.0)
 
 
+def _areas(boxes: Tensor) -> Tensor:
+    return boxes[:, 2].clamp(min=0) * boxes[:, 3].clamp(min=0)
+
+
 def _aligned_torch(boxes1: Tensor, boxes2: Tensor, mode: str) -> Tensor:
     outputs = []
     for start in range(0, boxes1.shape[0], _PAIRS_PER_CHUNK):
         b1 = boxes1[start : start + _PAIRS_PER_CHUNK]
         b2 = boxes2[start : start + _PAIRS_PER_CHUNK]
         inter = rotated_box_intersection(b1, b2)
-        outputs.append(_iou_from_intersection(inter, b1[:, 2] * b1[:, 3], b2[:, 2] * b2[:, 3], mode))
+        outputs.append(_iou_from_intersection(inter, _areas(b1), _areas(b2), mode))
     if not outputs:
         return boxes1.new_zeros(0)
     return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
@@ -216,7 +222,8 @@ def box_iou_rotated(boxes1: Any, boxes2: Any, mode: str = "iou", aligned: bool =
     """Exact IoU (or IoF) of rotated boxes.
 
     Args:
-        boxes1: Tensor[N, 5] obb ``(cx, cy, w, h, theta)``, any theta, ``w, h >= 0``.
+        boxes1: Tensor[N, 5] obb ``(cx, cy, w, h, theta)``, any theta; a negative ``w`` or ``h``
+            counts as 0. float16/bfloat16 are computed in float32.
         boxes2: Tensor[M, 5] obb (``M == N`` when ``aligned``), same dtype and device.
         mode: ``"iou"`` (intersection over union) or ``"iof"`` (intersection over ``boxes1``'s area).
         aligned: compare ``boxes1[i]`` with ``boxes2[i]`` only.
@@ -253,8 +260,11 @@ def box_iou_rotated(boxes1: Any, boxes2: Any, mode: str = "iou", aligned: bool =
         from rgfl.geometry import mmcv_backend
 
         result = mmcv_backend.box_iou_rotated_mmcv(boxes1, boxes2, mode, aligned)
-    elif aligned:
-        result = _aligned_torch(boxes1, boxes2, mode)
     else:
-        result = _pairwise_torch(boxes1, boxes2, mode)
+        # Half precision cannot hold pixel coordinates of a 1024 patch to a useful accuracy
+        # (e.g. under autocast): compute in float32 and hand back the input dtype.
+        work_dtype = torch.float32 if boxes1.dtype in (torch.float16, torch.bfloat16) else boxes1.dtype
+        b1, b2 = boxes1.to(work_dtype), boxes2.to(work_dtype)
+        result = _aligned_torch(b1, b2, mode) if aligned else _pairwise_torch(b1, b2, mode)
+        result = result.to(boxes1.dtype)
     return result.numpy() if from_numpy else result

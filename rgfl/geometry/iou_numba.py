@@ -88,7 +88,8 @@ def _clip_edge(px, py, ex, ey, a, b):
 
 @numba.njit(cache=True)
 def intersection_area(cxa, cya, wa, ha, ta, cxb, cyb, wb, hb, tb):
-    """Exact intersection area of two rotated boxes (float64 scalars)."""
+    """Exact intersection area of two rotated boxes (float64 scalars; negative sides count as 0)."""
+    wa, ha, wb, hb = max(wa, 0.0), max(ha, 0.0), max(wb, 0.0), max(hb, 0.0)
     a = 0.5 * wb
     b = 0.5 * hb
     cos_b = math.cos(tb)
@@ -165,7 +166,9 @@ def pair_iou(boxes1, i, boxes2, j, iof):
         boxes1[i, 0], boxes1[i, 1], boxes1[i, 2], boxes1[i, 3], boxes1[i, 4],
         boxes2[j, 0], boxes2[j, 1], boxes2[j, 2], boxes2[j, 3], boxes2[j, 4],
     )  # fmt: skip
-    return _ratio(inter, boxes1[i, 2] * boxes1[i, 3], boxes2[j, 2] * boxes2[j, 3], iof)
+    area1 = max(boxes1[i, 2], 0.0) * max(boxes1[i, 3], 0.0)
+    area2 = max(boxes2[j, 2], 0.0) * max(boxes2[j, 3], 0.0)
+    return _ratio(inter, area1, area2, iof)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -201,7 +204,8 @@ def box_iou_rotated_numba(boxes1: Tensor, boxes2: Tensor, mode: str = "iou", ali
         Tensor[N, M] or Tensor[N], dtype and device of ``boxes1``.
     """
     b1, b2 = _float64_array(boxes1), _float64_array(boxes2)
-    out_dtype = np.float32 if boxes1.dtype in (torch.float32, torch.float16, torch.bfloat16) else np.float64
+    # Results are always computed in float64; one signature per kernel keeps numba's compile short.
+    out_dtype = np.float64
     iof = mode == "iof"
     if aligned:
         out = np.zeros(b1.shape[0], dtype=out_dtype)

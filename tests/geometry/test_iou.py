@@ -232,3 +232,33 @@ def test_environment_variable_selects_backend(monkeypatch):
     except Exception:
         with pytest.raises(RuntimeError, match="mmcv"):
             box_iou_rotated(boxes1, boxes2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_negative_sides_count_as_zero_and_half_precision(backend):
+    boxes = torch.tensor([[0.0, 0.0, -4.0, 2.0, 0.0], [0.0, 0.0, 4.0, 2.0, 0.0]])
+    assert box_iou_rotated(boxes, boxes, aligned=True, backend=backend).tolist() == [0.0, 1.0]
+    boxes1, boxes2 = random_pairs(200, seed=4)
+    expected = shapely_iou(boxes1.half(), boxes2.half())
+    got = box_iou_rotated(boxes1.half(), boxes2.half(), aligned=True, backend=backend)
+    assert got.dtype == torch.float16
+    np.testing.assert_allclose(got.double().numpy(), expected, atol=2e-3)  # float16 output rounding
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_integer_grid_boxes_full_of_coincidences(backend, dtype):
+    # Integer centers and sizes at multiples of pi/4 (and a pair 0.3 / 0.3 + pi/2): shared sides,
+    # vertices on sides, identical and zero-size boxes everywhere; the classic failure ground.
+    rng = np.random.default_rng(11)
+    angles = np.array([0, math.pi / 2, math.pi, -math.pi / 2, math.pi / 4, -math.pi / 4, 3 * math.pi / 4, 0.3, 0.3 + math.pi / 2])
+
+    def boxes() -> torch.Tensor:
+        centers = rng.integers(0, 12, (20000, 2)).astype(float)
+        sizes = rng.integers(0, 8, (20000, 2)).astype(float)
+        theta = angles[rng.integers(0, len(angles), 20000)]
+        return torch.from_numpy(np.concatenate([centers, sizes, theta[:, None]], 1)).to(dtype)
+
+    boxes1, boxes2 = boxes(), boxes()
+    got = box_iou_rotated(boxes1, boxes2, aligned=True, backend=backend).double().numpy()
+    np.testing.assert_allclose(got, shapely_iou(boxes1, boxes2), rtol=0, atol=TOLERANCE[dtype])
