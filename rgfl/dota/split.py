@@ -47,7 +47,7 @@ import numpy as np
 
 from rgfl.dota.annotations import ImageLabels, format_number, read_label_file
 from rgfl.dota.classes import DOTA_V2_0
-from rgfl.dota.images import IMAGE_EXTENSIONS, encode_image, read_image
+from rgfl.dota.images import IMAGE_EXTENSIONS, encode_image, png_encoder_name, read_image
 from rgfl.dota.patches import patch_name
 from rgfl.errors import InputError, Problem, ProblemLog
 from rgfl.fileio import atomic_write_bytes, atomic_write_text
@@ -146,6 +146,8 @@ class SplitConfig:
         data["classes"] = None if self.classes is None else list(self.classes)
         data["truncation"] = "clip" if self.clip else "keep"
         del data["clip"]
+        # The PNG bytes depend on the encoder (both decode to the same pixels).
+        data["png_encoder"] = png_encoder_name(self.png_compression) if self.ext == "png" else None
         return data
 
 
