@@ -80,7 +80,7 @@ DEFAULT_SYNTH_CLASSES: tuple[str, ...] = (
 # Round shapes have no orientation; they are labelled axis-aligned, as DOTA annotators do.
 _ROUND_CLASSES = {"storage-tank", "roundabout"}
 _MAX_PLACEMENT_TRIES = 30
-# Two objects may come this close: centre distance >= (1 - overlap) * (R1 + R2), R = half diagonal.
+# Bounding circles (radius R = half diagonal) may overlap by 2 * MAX_CIRCLE_OVERLAP * min(R1, R2).
 MAX_CIRCLE_OVERLAP = 0.25
 # Object sizes are roughly those of real objects at this ground sample distance (m / pixel).
 NOMINAL_GSD = 0.3
@@ -197,14 +197,14 @@ def _draw_plane(p: _Painter) -> None:
 
 
 def _draw_helicopter(p: _Painter) -> None:
-    p.polygon([(-0.5, -0.04), (0.0, -0.05), (0.0, 0.05), (-0.5, 0.04)], (70, 80, 60))
-    p.ellipse(0.18, 0.0, 0.3, 0.2, p.jitter((90, 105, 70), 10))
+    p.polygon([(-0.5, -0.04), (0.0, -0.05), (0.0, 0.05), (-0.5, 0.04)], (50, 60, 40))
+    p.ellipse(0.18, 0.0, 0.3, 0.2, p.jitter((55, 68, 42), 8))
     p.rect(0.155, -0.5, 0.205, 0.5, (40, 40, 40))  # rotor blades
     p.rect(-0.12, -0.025, 0.48, 0.025, (40, 40, 40))
 
 
 def _draw_small_vehicle(p: _Painter) -> None:
-    colors = [(200, 30, 30), (30, 60, 200), (240, 240, 240), (20, 20, 20), (200, 200, 40), (150, 150, 160)]
+    colors = [(200, 30, 30), (30, 60, 200), (240, 240, 240), (20, 20, 20), (200, 200, 40), (195, 198, 210)]
     body = p.jitter(colors[int(p.rng.integers(len(colors)))], 15)
     p.rect(-0.5, -0.5, 0.5, 0.5, body)
     p.rect(0.12, -0.38, 0.3, 0.38, (35, 45, 60))  # windscreen
@@ -220,10 +220,13 @@ def _draw_large_vehicle(p: _Painter) -> None:
 
 
 def _draw_ship(p: _Painter) -> None:
-    hull = p.jitter((120, 130, 140), 25)
-    p.polygon([(-0.5, -0.4), (0.22, -0.5), (0.5, 0.0), (0.22, 0.5), (-0.5, 0.4)], hull)
-    p.rect(-0.38, -0.22, 0.05, 0.22, p.jitter((225, 225, 215), 10))  # superstructure
-    p.rect(-0.48, -0.14, -0.4, 0.14, (60, 60, 70))
+    # Hull colours far from the terrain's mid greys, so the whole hull (the label) is visible.
+    hulls = [(40, 45, 55), (35, 45, 100), (130, 45, 35), (232, 232, 228)]
+    choice = int(p.rng.integers(len(hulls)))
+    p.polygon([(-0.5, -0.4), (0.22, -0.5), (0.5, 0.0), (0.22, 0.5), (-0.5, 0.4)], p.jitter(hulls[choice], 10))
+    deck = (70, 75, 85) if choice == 3 else (225, 225, 215)
+    p.rect(-0.38, -0.22, 0.05, 0.22, p.jitter(deck, 10))  # superstructure
+    p.rect(0.12, -0.06, 0.3, 0.06, p.jitter(deck, 10))
 
 
 def _draw_storage_tank(p: _Painter) -> None:
@@ -233,7 +236,7 @@ def _draw_storage_tank(p: _Painter) -> None:
 
 
 def _draw_roundabout(p: _Painter) -> None:
-    p.ellipse(0.0, 0.0, 0.5, 0.5, (95, 95, 100))
+    p.ellipse(0.0, 0.0, 0.5, 0.5, (58, 58, 62))
     p.ellipse(0.0, 0.0, 0.32, 0.32, p.jitter((70, 140, 60), 12))
     p.ellipse(0.0, 0.0, 0.41, 0.41, (220, 220, 220), 1)
 
@@ -365,7 +368,10 @@ class _Layout:
             return True
         occupied = np.asarray(self.circles)
         distance = np.hypot(occupied[:, 0] - x, occupied[:, 1] - y)
-        return bool(np.all(distance >= (1.0 - MAX_CIRCLE_OVERLAP) * (occupied[:, 2] + radius)))
+        # The smaller circle may reach into the other by a fraction of its own radius only, so a
+        # small object never hides inside a large one.
+        reach = 2.0 * MAX_CIRCLE_OVERLAP * np.minimum(occupied[:, 2], radius)
+        return bool(np.all(distance >= occupied[:, 2] + radius - reach))
 
     def add(self, name: str, box: tuple[float, float, float, float, float], occupy: bool = True) -> None:
         self.boxes.append(box)
