@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rgfl.dota.patches import PatchOrigin, parse_patch_name
-from rgfl.dota.task1 import TASK1_PREFIX, Task1Detections, Task1Writer, parse_task1_text
+from rgfl.dota.task1 import TASK1_PREFIX, Task1Detections, Task1Writer, parse_task1_bytes
 from rgfl.errors import InputError, ProblemLog
 from rgfl.fileio import atomic_write
 
@@ -277,8 +277,8 @@ class PatchDetections:
         for run in self._runs.get(stem, []):
             with run.path.open("rb") as handle:
                 handle.seek(run.start)
-                text = handle.read(run.end - run.start).decode("utf-8", errors="replace")
-            parts.append((run.class_index, parse_task1_text(text, run.path, self.problems, run.first_line)))
+                data = handle.read(run.end - run.start)
+            parts.append((run.class_index, parse_task1_bytes(data, run.path, self.problems, run.first_line)))
         labels, scores, polygons = [], [], []
         for class_index, dets in parts:
             origins = [self.resolve(name) for name in dets.image_ids]

@@ -37,6 +37,7 @@ __all__ = [
     "Task1Detections",
     "task1_filename",
     "parse_task1_text",
+    "parse_task1_bytes",
     "read_task1_file",
     "read_task1_dir",
     "format_task1_lines",
@@ -125,6 +126,19 @@ def parse_task1_text(
     return _parse_rows_slowly([rows[i] for i in numbers], numbers, path, problems, first_line)
 
 
+def parse_task1_bytes(
+    data: bytes, path: str | Path | None = None, problems: ProblemLog | None = None, first_line: int = 1
+) -> Task1Detections:
+    """:func:`parse_task1_text` on raw bytes, through the exact numba scanner when it can."""
+    from rgfl.dota.task1_scan import scan_task1_bytes
+
+    scanned = scan_task1_bytes(data)
+    if scanned is None:
+        return parse_task1_text(data.decode("utf-8", errors="replace"), path, problems, first_line)
+    image_ids, values, line_numbers = scanned
+    return Task1Detections(image_ids, values[:, 0].copy(), values[:, 1:].copy(), line_numbers + (first_line - 1))
+
+
 def _parse_well_formed(text: str, lines: list[str], first_line: int) -> Task1Detections | None:
     """Bulk parse when every non-blank line is exactly 10 fields separated by single spaces.
 
@@ -202,12 +216,12 @@ def read_task1_file(path: str | Path, problems: ProblemLog | None = None) -> Tas
     """
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InputError("detection file not found", path) from None
     except OSError as error:
         raise InputError(f"cannot read detection file ({error.strerror})", path) from None
-    return parse_task1_text(text, path, problems)
+    return parse_task1_bytes(data, path, problems)
 
 
 def read_task1_dir(

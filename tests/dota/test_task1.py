@@ -78,3 +78,23 @@ def test_writer_leaves_nothing_when_interrupted(tmp_path):
 def test_folder_without_task1_files_is_an_error(tmp_path):
     with pytest.raises(InputError, match="no Task1_"):
         read_task1_dir(tmp_path, ["plane"])
+
+
+def test_bulk_scanner_gives_exactly_pythons_floats():
+    from rgfl.dota.task1 import parse_task1_bytes
+    from rgfl.dota.task1_scan import scan_task1_bytes
+
+    rng = np.random.default_rng(0)
+    tokens = [repr(float(x)) for x in rng.random(3000) * 10.0 ** rng.integers(-30, 30, 3000)]
+    tokens += [f"{x:.{k}g}" for x in rng.random(300) * 1e4 for k in (3, 8, 12, 15, 17, 20)]
+    tokens += ["1e22", "1e23", "-0", "0.000", "123.456e-5", "9007199254740993", "1E5", "+3.5", ".5", "5.", "0.30000000000000004"]
+    data = "".join(f"img{i} {t} 1 2 3 4 5 6 7 {t}\r\n" for i, t in enumerate(tokens)).encode()
+    assert scan_task1_bytes(data) is not None  # the fast path handles all of these
+    det = parse_task1_bytes(data)
+    expected = np.array([float(t) for t in tokens])
+    assert det.scores.tobytes() == expected.tobytes()  # bit-identical, signs of zero included
+    assert det.polygons[:, 7].tobytes() == expected.tobytes()
+    assert det.image_ids[5] == "img5" and det.line_numbers[5] == 6
+    # Anything unusual goes through the reporting path.
+    assert scan_task1_bytes(b"a 1 2 3 4 5 6 7 nan\n") is None
+    assert scan_task1_bytes(b"a 1 2 3 4 5 6 7\n") is None
