@@ -1,0 +1,106 @@
+"""Generalized Focal Loss terms and the rotated IoU losses (reference notes 6.2, 7.1, 7.2).
+
+Shape legend: N anchors (flattened over images and levels), C classes, K = reg_max + 1 bins.
+Every function returns the unreduced per-element loss; weighting and normalization are done by
+the caller so that they are visible in one place (``RotatedGFL.compute_losses``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rgfl.ops import box_iou_rotated
+
+__all__ = [
+    "quality_focal_loss",
+    "distribution_focal_loss",
+    "sigmoid_focal_loss",
+    "rotated_iou",
+    "rotated_iou_loss",
+    "reduce_mean",
+]
+
+
+def quality_focal_loss(logits: Tensor, quality: Tensor, beta: float = 2.0) -> Tensor:
+    """QFL per element: ``-|y - s|^beta * (y log s + (1 - y) log(1 - s))`` with ``s = sigmoid(logits)``.
+
+    Args:
+        logits: Tensor[N, C] class-quality logits.
+        quality: Tensor[N, C] soft targets ``y`` in [0, 1] (the IoU at the ground-truth class of a
+            positive, 0 elsewhere).
+
+    Returns: Tensor[N, C] float32 (computed in float32 for stability under autocast).
+    """
+    logits = logits.float()
+    quality = quality.float()
+    scale = (torch.sigmoid(logits) - quality).abs().pow(beta)
+    return F.binary_cross_entropy_with_logits(logits, quality, reduction="none") * scale
+
+
+def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """DFL per distribution: ``-((y_r - y) log S(y_l) + (y - y_l) log S(y_r))``.
+
+    Args:
+        logits: Tensor[N, K] bin logits (softmax gives S).
+        target: Tensor[N] continuous target in bin units, already clamped into ``[0, K - 1)``.
+
+    Returns: Tensor[N] float32.
+    """
+    logits = logits.float()
+    target = target.float()
+    left = target.floor().long()
+    right = left + 1
+    weight_left = right.float() - target
+    weight_right = target - left.float()
+    log_prob = F.log_softmax(logits, dim=1)
+    right_clamped = right.clamp(max=logits.shape[1] - 1)  # weight_right is 0 wherever this clamps
+    return -(
+        weight_left * log_prob.gather(1, left[:, None]).squeeze(1)
+        + weight_right * log_prob.gather(1, right_clamped[:, None]).squeeze(1)
+    )
+
+
+def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+    """Focal loss per element (RetinaNet; hard 0/1 ``targets``), Tensor[N, C] float32."""
+    logits = logits.float()
+    targets = targets.float()
+    prob = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+    return alpha_t * ce * (1 - p_t).pow(gamma)
+
+
+def rotated_iou(pred: Tensor, target: Tensor) -> Tensor:
+    """Aligned rotated IoU ``Tensor[N]`` of ``pred[N, 5]`` and ``target[N, 5]``, always in float32.
+
+    Differentiable with respect to ``pred``. Autocast is disabled inside: the polygon clipping
+    loses too much in half precision.
+    """
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        return box_iou_rotated(pred.float(), target.float(), aligned=True).clamp(0.0, 1.0)
+
+
+def rotated_iou_loss(pred: Tensor, target: Tensor, mode: str = "linear", eps: float = 1e-6) -> Tensor:
+    """Rotated IoU loss per box pair, Tensor[N] float32.
+
+    ``mode="linear"``: ``1 - IoU`` (the ``gfl`` head, in place of GFL's ``1 - GIoU``);
+    ``mode="log"``: ``-log(max(IoU, eps))`` (the ``vanilla`` head, mmdet's RotatedIoULoss default).
+    """
+    iou = rotated_iou(pred, target)
+    if mode == "linear":
+        return 1.0 - iou
+    if mode == "log":
+        return -iou.clamp(min=eps).log()
+    raise ValueError(f"mode must be 'linear' or 'log', got {mode!r}")
+
+
+def reduce_mean(value: Tensor) -> Tensor:
+    """Mean of a scalar tensor over the processes of ``torch.distributed`` (identity when not initialized)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    value = value.clone()
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.SUM)
+    return value / torch.distributed.get_world_size()

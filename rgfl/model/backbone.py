@@ -1,0 +1,132 @@
+"""torchvision ResNet + FPN returning P3-P7 (strides 8, 16, 32, 64, 128), 256 channels each."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+__all__ = ["ResNetFPN", "RESNET_DEPTHS"]
+
+logger = logging.getLogger(__name__)
+
+# depth -> (torchvision builder, ImageNet weights enum member name, channels of C3, C4, C5)
+RESNET_DEPTHS = {
+    18: ("resnet18", "ResNet18_Weights", (128, 256, 512)),
+    34: ("resnet34", "ResNet34_Weights", (128, 256, 512)),
+    50: ("resnet50", "ResNet50_Weights", (512, 1024, 2048)),
+    101: ("resnet101", "ResNet101_Weights", (512, 1024, 2048)),
+}
+
+
+def _load_local_state_dict(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"backbone weights not found at {path}; pass pretrained='imagenet', 'none' or the path of a saved ResNet state dict"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
+    # Accept checkpoints saved from a wrapper ("backbone." / "module." prefixes).
+    for prefix in ("module.", "backbone.body.", "backbone."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+class ResNetFPN(nn.Module):
+    """ResNet body (C3-C5) + FPN with P6/P7 computed from P5's output.
+
+    Args:
+        depth: 18, 34, 50 or 101.
+        pretrained: ``"imagenet"`` (torchvision's ``IMAGENET1K_V1`` weights through the weight API,
+            downloaded by torchvision on first use), ``"none"`` (random init) or the path of a local
+            ResNet state dict (torchvision key names; ``fc.*`` may be missing).
+        frozen_stages: -1 freezes nothing, 0 the stem (conv1 + bn1), k >= 1 the stem and
+            ``layer1..layer{k}`` (mmdet semantics; default 1).
+        norm_eval: True -> every BatchNorm is a ``FrozenBatchNorm2d`` (statistics and affine fixed,
+            the usual setting for detection batch sizes); False -> ordinary trainable BatchNorm.
+        out_channels: FPN channels.
+
+    Input: Tensor[B, 3, H, W] normalized images. Output: list of 5 Tensor[B, out_channels, H_l, W_l].
+    """
+
+    strides = (8, 16, 32, 64, 128)
+
+    def __init__(
+        self,
+        depth: int = 50,
+        pretrained: str | Path = "imagenet",
+        frozen_stages: int = 1,
+        norm_eval: bool = True,
+        out_channels: int = 256,
+    ) -> None:
+        super().__init__()
+        if depth not in RESNET_DEPTHS:
+            raise ValueError(f"backbone depth must be one of {sorted(RESNET_DEPTHS)}, got {depth}")
+        if not -1 <= frozen_stages <= 4:
+            raise ValueError(f"frozen_stages must be in -1..4, got {frozen_stages}")
+        builder_name, weights_name, in_channels = RESNET_DEPTHS[depth]
+        norm_layer = FrozenBatchNorm2d if norm_eval else nn.BatchNorm2d
+        builder = getattr(torchvision.models, builder_name)
+        pretrained_str = str(pretrained)
+        if pretrained_str.lower() == "imagenet":
+            weights = getattr(torchvision.models, weights_name).IMAGENET1K_V1
+            body = builder(weights=weights, norm_layer=norm_layer)
+        else:
+            body = builder(weights=None, norm_layer=norm_layer)
+            if pretrained_str.lower() != "none":
+                state = _load_local_state_dict(Path(pretrained_str))
+                missing, unexpected = body.load_state_dict(state, strict=False)
+                missing = [k for k in missing if not k.startswith("fc.")]
+                unexpected = [k for k in unexpected if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
+                if missing or unexpected:
+                    raise ValueError(
+                        f"{pretrained_str} is not a ResNet-{depth} state dict: "
+                        f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                        f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+                    )
+                logger.info("loaded backbone weights from %s", pretrained_str)
+        self.body = nn.ModuleDict(
+            OrderedDict(
+                stem=nn.Sequential(body.conv1, body.bn1, body.relu, body.maxpool),
+                layer1=body.layer1,
+                layer2=body.layer2,
+                layer3=body.layer3,
+                layer4=body.layer4,
+            )
+        )
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        frozen = ["stem", "layer1", "layer2", "layer3", "layer4"][: frozen_stages + 1]
+        for name in frozen:
+            for param in self.body[name].parameters():
+                param.requires_grad_(False)
+        self.fpn = FeaturePyramidNetwork(
+            list(in_channels), out_channels, extra_blocks=LastLevelP6P7(out_channels, out_channels)
+        )
+
+    def train(self, mode: bool = True) -> "ResNetFPN":
+        super().train(mode)
+        # Frozen stages keep their BatchNorm statistics fixed too (matters only with norm_eval=False).
+        for name in ["stem", "layer1", "layer2", "layer3", "layer4"][: self.frozen_stages + 1]:
+            self.body[name].eval()
+        return self
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        x = self.body["stem"](images)
+        x = self.body["layer1"](x)
+        c3 = self.body["layer2"](x)
+        c4 = self.body["layer3"](c3)
+        c5 = self.body["layer4"](c4)
+        features = self.fpn(OrderedDict([("c3", c3), ("c4", c4), ("c5", c5)]))
+        return list(features.values())

@@ -1,0 +1,182 @@
+"""Prior points/anchors and the two box codings of the rotated GFL head.
+
+Shape legend: P prior points over all levels (level-major, then row-major y, x), N boxes, K bins.
+Box format ``obb``: ``(cx, cy, w, h, theta)`` pixels/radians, le135 (``theta`` in ``[-pi/4, 3pi/4)``,
+``w >= h``), see ``rgfl.geometry``.
+
+Two codings, one per head variant:
+
+* :class:`DistanceAngleCoder` (``gfl``): the four distances from the prior point to the sides of the
+  box, measured in the box's own rotated frame, in units of the level stride, plus the box angle.
+* :class:`DeltaXYWHACoder` (``vanilla``, reference notes 7.1): mmrotate's le135 "v2" delta coder
+  relative to a square anchor, ``(dx, dy, dw, dh, dtheta)``.
+
+Each ``decode`` is the exact inverse of its ``encode`` (tests check random boxes at all angles).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["Priors", "make_priors", "DistanceAngleCoder", "DeltaXYWHACoder", "regularize_le135"]
+
+_HALF_PI = math.pi / 2
+
+
+def _norm_le135(theta: Tensor) -> Tensor:
+    # Same rule as rgfl.geometry.norm_angle(theta, "le135"); kept local so the coder has no
+    # import-time dependency and stays differentiable (floor-mod, never fmod).
+    return torch.remainder(theta + math.pi / 4, math.pi) - math.pi / 4
+
+
+def regularize_le135(boxes: Tensor) -> Tensor:
+    """Return ``boxes[..., 5]`` with ``w >= h`` and ``theta`` in ``[-pi/4, 3pi/4)`` (same rectangle)."""
+    cx, cy, w, h, theta = boxes.unbind(-1)
+    swap = w < h
+    w, h = torch.where(swap, h, w), torch.where(swap, w, h)
+    theta = _norm_le135(torch.where(swap, theta + _HALF_PI, theta))
+    return torch.stack([cx, cy, w, h, theta], dim=-1)
+
+
+@dataclass
+class Priors:
+    """Prior points of all FPN levels of one input size (shared by every image of the batch).
+
+    Attributes:
+        centers: Tensor[P, 2] ``(x, y)`` pixel coordinates of the cell centers, ``(j + 0.5) * stride``.
+        strides: Tensor[P] stride of the level each point belongs to.
+        level_sizes: ``[(H_l, W_l)]`` per level; ``sum(H_l * W_l) == P``.
+        anchor_side: side of the one square anchor per point (``octave_base_scale * stride``), Tensor[P].
+    """
+
+    centers: Tensor
+    strides: Tensor
+    level_sizes: list[tuple[int, int]]
+    anchor_side: Tensor
+
+    @property
+    def num_per_level(self) -> list[int]:
+        return [h * w for h, w in self.level_sizes]
+
+    def anchors(self) -> Tensor:
+        """Tensor[P, 5] square, axis-aligned anchors ``(cx, cy, s, s, 0)``."""
+        side = self.anchor_side
+        return torch.stack([self.centers[:, 0], self.centers[:, 1], side, side, torch.zeros_like(side)], dim=1)
+
+
+def make_priors(
+    level_sizes: list[tuple[int, int]],
+    strides: list[int],
+    octave_base_scale: float,
+    device: torch.device | str = "cpu",
+) -> Priors:
+    """Build the prior points of every level (``(j + 0.5) * stride``: the center of each feature cell).
+
+    Args:
+        level_sizes: ``[(H_l, W_l)]`` feature map sizes, one per level.
+        strides: stride of each level in input pixels.
+        octave_base_scale: anchor side in strides (one square anchor per point).
+    """
+    if len(level_sizes) != len(strides):
+        raise ValueError(f"got {len(level_sizes)} feature levels but {len(strides)} strides")
+    centers, point_strides = [], []
+    for (height, width), stride in zip(level_sizes, strides):
+        ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * stride
+        xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * stride
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        centers.append(torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=1))
+        point_strides.append(torch.full((height * width,), float(stride), device=device))
+    strides_t = torch.cat(point_strides)
+    return Priors(torch.cat(centers), strides_t, list(level_sizes), strides_t * octave_base_scale)
+
+
+class DistanceAngleCoder:
+    """``gfl`` coding: side distances in the box frame (stride units) plus the box angle.
+
+    For a box ``(cx, cy, w, h, theta)`` and a prior point ``p``, let ``(u, v)`` be ``p - (cx, cy)``
+    rotated by ``-theta`` (the point in the box frame, ``u`` along the ``w`` side). Then
+    ``left = w/2 + u``, ``top = h/2 + v``, ``right = w/2 - u``, ``bottom = h/2 - v``, all divided
+    by the stride. Decoding: ``w = left + right``, ``h = top + bottom``, and the center is the prior
+    moved by ``((right - left)/2, (bottom - top)/2)`` rotated by ``theta``.
+
+    The angle is predicted as ``theta = (sigmoid(a) - 0.25) * pi``, which spans the le135 range
+    ``(-pi/4, 3pi/4)`` (see docs/model.md).
+    """
+
+    @staticmethod
+    def angle_from_logit(logit: Tensor) -> Tensor:
+        return (torch.sigmoid(logit) - 0.25) * math.pi
+
+    @staticmethod
+    def encode(points: Tensor, strides: Tensor, boxes: Tensor) -> Tensor:
+        """Distances ``Tensor[N, 4]`` (left, top, right, bottom) in strides.
+
+        Args:
+            points: Tensor[N, 2] prior centers, pixels.
+            strides: Tensor[N] stride per point.
+            boxes: Tensor[N, 5] obb (any angle representation; the frame is the box's own).
+        """
+        offset = points - boxes[:, :2]
+        cos, sin = torch.cos(boxes[:, 4]), torch.sin(boxes[:, 4])
+        u = cos * offset[:, 0] + sin * offset[:, 1]
+        v = -sin * offset[:, 0] + cos * offset[:, 1]
+        half_w, half_h = boxes[:, 2] / 2, boxes[:, 3] / 2
+        distances = torch.stack([half_w + u, half_h + v, half_w - u, half_h - v], dim=1)
+        return distances / strides[:, None]
+
+    @staticmethod
+    def decode(points: Tensor, strides: Tensor, distances: Tensor, theta: Tensor) -> Tensor:
+        """Boxes ``Tensor[N, 5]`` from distances ``Tensor[N, 4]`` (strides) and angles ``Tensor[N]``.
+
+        The angle is returned as given (no le135 re-regularization, so that encode/decode are exact
+        inverses and the IoU loss sees the raw prediction); use :func:`regularize_le135` for output.
+        """
+        distances = distances * strides[:, None]
+        left, top, right, bottom = distances.unbind(1)
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        du, dv = (right - left) / 2, (bottom - top) / 2
+        cx = points[:, 0] + cos * du - sin * dv
+        cy = points[:, 1] + sin * du + cos * dv
+        return torch.stack([cx, cy, left + right, top + bottom, theta], dim=1)
+
+
+class DeltaXYWHACoder:
+    """``vanilla`` coding: mmrotate's le135 delta coder "v2" (means 0, stds 1; reference notes 7.1).
+
+    With anchor ``(xa, ya, wa, ha, ta)`` and box ``(x, y, w, h, t)``:
+    ``dx = (cos ta * (x - xa) + sin ta * (y - ya)) / wa``, ``dy = (-sin ta * (x - xa) + cos ta * (y - ya)) / ha``,
+    ``dw = log(w / wa)``, ``dh = log(h / ha)``, ``dt = norm_le135(t - ta) / pi`` (in ``[-0.25, 0.75)``).
+    Decoding clamps ``dw, dh`` to ``|log(16 / 1000)|`` and wraps the angle back into le135; centers
+    are not clamped to the image (as in the reference).
+    """
+
+    max_ratio = abs(math.log(16.0 / 1000.0))
+
+    @staticmethod
+    def encode(anchors: Tensor, boxes: Tensor) -> Tensor:
+        """Deltas ``Tensor[N, 5]`` of ``boxes[N, 5]`` relative to ``anchors[N, 5]``."""
+        dxy = boxes[:, :2] - anchors[:, :2]
+        cos, sin = torch.cos(anchors[:, 4]), torch.sin(anchors[:, 4])
+        dx = (cos * dxy[:, 0] + sin * dxy[:, 1]) / anchors[:, 2]
+        dy = (-sin * dxy[:, 0] + cos * dxy[:, 1]) / anchors[:, 3]
+        dw = torch.log(boxes[:, 2] / anchors[:, 2])
+        dh = torch.log(boxes[:, 3] / anchors[:, 3])
+        dt = _norm_le135(boxes[:, 4] - anchors[:, 4]) / math.pi
+        return torch.stack([dx, dy, dw, dh, dt], dim=1)
+
+    @classmethod
+    def decode(cls, anchors: Tensor, deltas: Tensor) -> Tensor:
+        """Boxes ``Tensor[N, 5]`` (le135 angle) from ``deltas[N, 5]`` relative to ``anchors[N, 5]``."""
+        dx, dy, dw, dh, dt = deltas.unbind(1)
+        dw = dw.clamp(-cls.max_ratio, cls.max_ratio)
+        dh = dh.clamp(-cls.max_ratio, cls.max_ratio)
+        xa, ya, wa, ha, ta = anchors.unbind(1)
+        cos, sin = torch.cos(ta), torch.sin(ta)
+        x = xa + wa * dx * cos - ha * dy * sin
+        y = ya + wa * dx * sin + ha * dy * cos
+        theta = _norm_le135(ta + math.pi * dt)
+        return torch.stack([x, y, wa * torch.exp(dw), ha * torch.exp(dh), theta], dim=1)

@@ -1,0 +1,384 @@
+"""RotatedGFL: ResNet-FPN + rotated GFL head, its training losses and batched inference.
+
+Shape legend: B images, P prior points over all levels, C classes, K = reg_max + 1 bins,
+M ground-truth boxes of one image, N positives over the batch. Boxes are ``obb``
+``(cx, cy, w, h, theta)`` in input-image pixels, le135 (``w >= h``, ``theta`` in ``[-pi/4, 3pi/4)``).
+
+Note on layering: the detector owns ``compute_losses`` (the engine contract), so ``rgfl.model``
+imports ``rgfl.losses``; ``rgfl.losses`` never imports ``rgfl.model``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rgfl.losses.assigner import AssignResult, RotatedATSSAssigner
+from rgfl.losses.gfl import (
+    distribution_focal_loss,
+    quality_focal_loss,
+    reduce_mean,
+    rotated_iou,
+    sigmoid_focal_loss,
+)
+from rgfl.model.backbone import ResNetFPN
+from rgfl.model.coder import DeltaXYWHACoder, DistanceAngleCoder, Priors, make_priors, regularize_le135
+from rgfl.model.head import HEAD_VARIANTS, HeadOutputs, RotatedGFLHead
+from rgfl.ops import batched_nms_rotated, obb2poly
+from rgfl.structures import Detections, Target
+
+__all__ = ["RotatedGFL"]
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+FPN_STRIDES = (8, 16, 32, 64, 128)
+
+
+class RotatedGFL(nn.Module):
+    """Rotated Generalized Focal Loss detector (one-stage, anchor-point based, le135 boxes).
+
+    Args:
+        num_classes: C, number of object classes (no background class).
+        head: ``"gfl"`` (QFL with rotated-IoU quality targets + DFL + rotated IoU loss, the default)
+            or ``"vanilla"`` (the reference head of notes 7.1: focal loss + delta distributions +
+            ``-log`` rotated IoU loss).
+        depth: ResNet depth, 18, 34, 50 or 101.
+        pretrained: ``"imagenet"``, ``"none"`` or the path of a local ResNet state dict.
+        frozen_stages: -1 none, 0 stem, k stem + layer1..k (default 1).
+        norm_eval: freeze every backbone BatchNorm (statistics and affine); default True.
+        reg_max: bins minus one of each distribution; None -> 16 for ``gfl``, 8 for ``vanilla``.
+        octave_base_scale: side of the square anchor in strides (assignment only); default 4.
+        strides: FPN strides; fixed to (8, 16, 32, 64, 128) by the P3-P7 neck.
+        topk: ATSS candidates per level (9).
+        loss_cls_weight: weight of QFL (``gfl``) or focal loss (``vanilla``); default 1.
+        loss_bbox_weight: weight of the rotated IoU loss; None -> 2 (``gfl``) or 1 (``vanilla``).
+        loss_dfl_weight: weight of DFL (``gfl`` only); default 0.25.
+        qfl_beta: QFL exponent (2). focal_alpha, focal_gamma: focal loss (0.25, 2) for ``vanilla``.
+        nms_pre: candidates kept per level before NMS (by max class score), default 2000.
+        score_thr: minimum score of a detection (strictly greater), default 0.05.
+        nms_iou: class-aware rotated NMS IoU threshold, default 0.1.
+        max_per_img: detections kept per image after NMS, default 2000.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        head: str = "gfl",
+        depth: int = 50,
+        pretrained: str | Path = "imagenet",
+        frozen_stages: int = 1,
+        norm_eval: bool = True,
+        reg_max: int | None = None,
+        octave_base_scale: float = 4.0,
+        strides: tuple[int, ...] | list[int] = FPN_STRIDES,
+        topk: int = 9,
+        loss_cls_weight: float = 1.0,
+        loss_bbox_weight: float | None = None,
+        loss_dfl_weight: float = 0.25,
+        qfl_beta: float = 2.0,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+        nms_pre: int = 2000,
+        score_thr: float = 0.05,
+        nms_iou: float = 0.1,
+        max_per_img: int = 2000,
+    ) -> None:
+        super().__init__()
+        if head not in HEAD_VARIANTS:
+            raise ValueError(f"head must be one of {HEAD_VARIANTS}, got {head!r}")
+        if tuple(strides) != FPN_STRIDES:
+            raise ValueError(f"strides must be {FPN_STRIDES} (the P3-P7 levels of the FPN), got {tuple(strides)}")
+        if reg_max is None:
+            reg_max = 16 if head == "gfl" else 8
+        if reg_max < 1:
+            raise ValueError(f"reg_max must be >= 1, got {reg_max}")
+        self.num_classes = num_classes
+        self.variant = head
+        self.reg_max = reg_max
+        self.octave_base_scale = float(octave_base_scale)
+        self.strides = list(FPN_STRIDES)
+        self.loss_cls_weight = loss_cls_weight
+        self.loss_bbox_weight = (2.0 if head == "gfl" else 1.0) if loss_bbox_weight is None else loss_bbox_weight
+        self.loss_dfl_weight = loss_dfl_weight
+        self.qfl_beta = qfl_beta
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+        self.nms_pre = nms_pre
+        self.score_thr = score_thr
+        self.nms_iou = nms_iou
+        self.max_per_img = max_per_img
+
+        self.backbone = ResNetFPN(depth, pretrained, frozen_stages, norm_eval)
+        self.head = RotatedGFLHead(num_classes, head, reg_max, num_levels=len(self.strides))
+        self.assigner = RotatedATSSAssigner(topk)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        if head == "gfl":
+            projection = torch.arange(reg_max + 1, dtype=torch.float32)
+            self.register_buffer("projection", projection[None], persistent=False)  # [1, K]
+        else:
+            # Reference bins (notes 7.1): deltas over linspace(-2, 2), the angle over linspace(-5, 2).
+            deltas = torch.linspace(-2.0, 2.0, reg_max + 1)
+            angle = torch.linspace(-5.0, 2.0, reg_max + 1)
+            self.register_buffer("projection", torch.stack([deltas] * 4 + [angle]), persistent=False)  # [5, K]
+        self._priors_cache: dict[tuple, Priors] = {}
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, images: Tensor) -> HeadOutputs:
+        """Head outputs for ``images`` (Tensor[B, 3, H, W] uint8 or float, RGB, 0..255)."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [B, 3, H, W] RGB, got shape {tuple(images.shape)}")
+        x = (images.float() - self.pixel_mean) / self.pixel_std
+        features = self.backbone(x)
+        return self.head(features, self.strides)
+
+    def priors(self, outputs: HeadOutputs, device: torch.device) -> Priors:
+        """The prior points of ``outputs`` (cached per feature-map sizes and device)."""
+        key = (tuple(outputs.level_sizes), str(device))
+        if key not in self._priors_cache:
+            if len(self._priors_cache) > 16:
+                self._priors_cache.clear()
+            self._priors_cache[key] = make_priors(outputs.level_sizes, self.strides, self.octave_base_scale, device)
+        return self._priors_cache[key]
+
+    def decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor) -> Tensor:
+        """Decode predictions at prior rows ``index`` (Tensor[N]) into Tensor[N, 5] boxes (float32).
+
+        Args:
+            box_logits: Tensor[N, 4K] (``gfl``) or Tensor[N, 5K] (``vanilla``).
+            angle_logits: Tensor[N] (``gfl``) or None.
+        """
+        num = box_logits.shape[0]
+        probs = F.softmax(box_logits.float().view(num, -1, self.reg_max + 1), dim=2)
+        values = (probs * self.projection).sum(dim=2)  # [N, 4] distances in strides or [N, 5] deltas
+        if self.variant == "gfl":
+            assert angle_logits is not None
+            theta = DistanceAngleCoder.angle_from_logit(angle_logits.float())
+            return DistanceAngleCoder.decode(priors.centers[index], priors.strides[index], values, theta)
+        return DeltaXYWHACoder.decode(priors.anchors()[index], values)
+
+    # ------------------------------------------------------------------ training
+    def compute_losses(self, images: Tensor, targets: list[Target]) -> dict[str, Tensor]:
+        """Training losses of one batch.
+
+        Args:
+            images: Tensor[B, 3, H, W] uint8/float RGB 0..255.
+            targets: B ``Target`` (boxes Tensor[M, 5] le135 in input pixels, labels Tensor[M], ignore Tensor[M]).
+
+        Returns: ``gfl``: ``loss_qfl``, ``loss_bbox``, ``loss_dfl``; ``vanilla``: ``loss_cls``,
+        ``loss_bbox``; plus ``num_pos`` (not a loss; for logging). Losses are float32 scalars.
+        """
+        if len(targets) != images.shape[0]:
+            raise ValueError(f"got {images.shape[0]} images but {len(targets)} targets")
+        outputs = self(images)
+        return self.losses(outputs, targets)
+
+    def losses(self, outputs: HeadOutputs, targets: list[Target]) -> dict[str, Tensor]:
+        """Losses of precomputed head ``outputs`` (see :meth:`compute_losses`)."""
+        device = outputs.cls_logits.device
+        priors = self.priors(outputs, device)
+        batch, num_priors, num_classes = outputs.cls_logits.shape
+        assignments = [self.assign(priors, target.to(device)) for target in targets]
+
+        # Flatten images into one axis of B * P anchors.
+        labels = torch.full((batch, num_priors), num_classes, dtype=torch.long, device=device)
+        valid = torch.ones(batch, num_priors, dtype=torch.bool, device=device)
+        pos_gt_boxes = []
+        for b, (target, result) in enumerate(zip(targets, assignments)):
+            labels[b, result.positive] = target.labels.to(device)[result.gt_index[result.positive]]
+            valid[b] = ~result.ignored
+            pos_gt_boxes.append(target.boxes.to(device=device, dtype=torch.float32)[result.gt_index[result.positive]])
+        positive = torch.stack([r.positive for r in assignments]).view(-1)  # [B*P]
+        pos_flat = positive.nonzero().squeeze(1)  # [N]
+        pos_prior = pos_flat % num_priors
+        gt_boxes = torch.cat(pos_gt_boxes) if pos_gt_boxes else outputs.cls_logits.new_zeros((0, 5))
+        labels = labels.view(-1)
+        valid = valid.view(-1)
+        # mmdet/ATSS normalizer: sum over images of max(#positives, 1).
+        num_pos_per_image = sum(max(int(r.positive.sum()), 1) for r in assignments)
+
+        cls_logits = outputs.cls_logits.reshape(batch * num_priors, num_classes)
+        box_logits = outputs.box_logits.reshape(batch * num_priors, -1)
+        angle_logits = outputs.angle_logits.reshape(-1) if outputs.angle_logits is not None else None
+        if self.variant == "gfl":
+            assert angle_logits is not None
+            return self._gfl_losses(
+                cls_logits, box_logits, angle_logits, labels, valid, pos_flat, pos_prior, gt_boxes, priors, num_pos_per_image
+            )
+        return self._vanilla_losses(cls_logits, box_logits, labels, valid, pos_flat, pos_prior, gt_boxes, priors, num_pos_per_image)
+
+    def assign(self, priors: Priors, target: Target) -> AssignResult:
+        """Rotated ATSS assignment of one image's ground truths to the square anchors."""
+        if target.boxes.dim() != 2 or target.boxes.shape[1] != 5:
+            raise ValueError(f"target {target.image_id!r}: boxes must be [M, 5] obb, got {tuple(target.boxes.shape)}")
+        labels = target.labels
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(
+                f"target {target.image_id!r}: labels must be in [0, {self.num_classes}), got {labels.min().item()}..{labels.max().item()}"
+            )
+        return self.assigner(priors.anchors(), priors.num_per_level, target.boxes, target.ignore)
+
+    def _gfl_losses(
+        self,
+        cls_logits: Tensor,
+        box_logits: Tensor,
+        angle_logits: Tensor,
+        labels: Tensor,
+        valid: Tensor,
+        pos_flat: Tensor,
+        pos_prior: Tensor,
+        gt_boxes: Tensor,
+        priors: Priors,
+        num_pos_per_image: int,
+    ) -> dict[str, Tensor]:
+        device = cls_logits.device
+        num_pos = pos_flat.numel()
+        quality = torch.zeros(cls_logits.shape, dtype=torch.float32, device=device)  # [B*P, C]
+        if num_pos > 0:
+            pred_boxes = self.decode(box_logits[pos_flat], angle_logits[pos_flat], priors, pos_prior)  # [N, 5]
+            iou = rotated_iou(pred_boxes, gt_boxes)  # [N] float32, differentiable
+            quality[pos_flat, labels[pos_flat]] = iou.detach()
+            # Quality weight: the detached max class score of each positive (GFL 6.2).
+            weight = torch.sigmoid(cls_logits[pos_flat].detach().float()).max(dim=1).values  # [N]
+            # DFL targets in the frame of the ground-truth representation closest to the predicted
+            # angle (a rectangle has four: theta + k*pi/2, w/h swapped for odd k), so that DFL and
+            # the angle branch never pull towards different but equivalent boxes.
+            matched_gt = _closest_representation(gt_boxes, pred_boxes[:, 4].detach())
+            distance_target = DistanceAngleCoder.encode(priors.centers[pos_prior], priors.strides[pos_prior], matched_gt)
+            distance_target = distance_target.clamp(0.0, self.reg_max - 0.01)
+            dfl = distribution_focal_loss(
+                box_logits[pos_flat].view(num_pos * 4, self.reg_max + 1), distance_target.reshape(-1)
+            ).view(num_pos, 4)
+            weight_sum = reduce_mean(weight.sum()).clamp(min=1.0)
+            loss_bbox = (weight * (1.0 - iou)).sum() / weight_sum
+            loss_dfl = (weight[:, None] * dfl).sum() / 4.0 / weight_sum
+        else:
+            # Keep the graph connected to the box branch so DDP and gradient checks see every parameter.
+            loss_bbox = box_logits.sum() * 0.0 + angle_logits.sum() * 0.0
+            loss_dfl = box_logits.sum() * 0.0
+        avg_factor = reduce_mean(torch.tensor(float(num_pos_per_image), device=device)).clamp(min=1.0)
+        loss_qfl = quality_focal_loss(cls_logits[valid], quality[valid], self.qfl_beta).sum() / avg_factor
+        return {
+            "loss_qfl": self.loss_cls_weight * loss_qfl,
+            "loss_bbox": self.loss_bbox_weight * loss_bbox,
+            "loss_dfl": self.loss_dfl_weight * loss_dfl,
+            "num_pos": torch.tensor(float(num_pos), device=device),
+        }
+
+    def _vanilla_losses(
+        self,
+        cls_logits: Tensor,
+        box_logits: Tensor,
+        labels: Tensor,
+        valid: Tensor,
+        pos_flat: Tensor,
+        pos_prior: Tensor,
+        gt_boxes: Tensor,
+        priors: Priors,
+        num_pos_per_image: int,
+    ) -> dict[str, Tensor]:
+        device = cls_logits.device
+        num_pos = pos_flat.numel()
+        # Reference normalizer (notes 7.1): number of positives, no cross-process mean.
+        avg_factor = float(max(num_pos_per_image, 1))
+        one_hot = F.one_hot(labels, self.num_classes + 1)[:, : self.num_classes]  # background row -> zeros
+        loss_cls = sigmoid_focal_loss(cls_logits[valid], one_hot[valid], self.focal_alpha, self.focal_gamma).sum()
+        if num_pos > 0:
+            pred_boxes = self.decode(box_logits[pos_flat], None, priors, pos_prior)
+            iou = rotated_iou(pred_boxes, gt_boxes)
+            loss_bbox = -iou.clamp(min=1e-6).log().sum()
+        else:
+            loss_bbox = box_logits.sum() * 0.0
+        return {
+            "loss_cls": self.loss_cls_weight * loss_cls / avg_factor,
+            "loss_bbox": self.loss_bbox_weight * loss_bbox / avg_factor,
+            "num_pos": torch.tensor(float(num_pos), device=device),
+        }
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(self, images: Tensor, image_sizes: list[tuple[int, int]] | None = None) -> list[Detections]:
+        """Detect objects in a batch.
+
+        Args:
+            images: Tensor[B, 3, H, W] uint8/float RGB 0..255 (possibly zero-padded bottom/right).
+            image_sizes: optional ``[(h, w)]`` per image before padding; prior points whose centers
+                lie in the padding are not used.
+
+        Returns: B ``Detections`` with boxes Tensor[N, 5] (le135, input pixels, ``w >= h``), scores
+        Tensor[N] sorted in decreasing order, labels Tensor[N], and ``extras["polygons"]`` Tensor[N, 8].
+        """
+        outputs = self(images)
+        return self.postprocess(outputs, image_sizes)
+
+    @torch.no_grad()
+    def postprocess(self, outputs: HeadOutputs, image_sizes: list[tuple[int, int]] | None = None) -> list[Detections]:
+        """Turn head ``outputs`` into detections (see :meth:`predict`); all images in one pass."""
+        device = outputs.cls_logits.device
+        priors = self.priors(outputs, device)
+        batch, num_priors, num_classes = outputs.cls_logits.shape
+        scores = torch.sigmoid(outputs.cls_logits.float())  # [B, P, C]
+        max_scores = scores.max(dim=2).values  # [B, P]
+        if image_sizes is not None:
+            if len(image_sizes) != batch:
+                raise ValueError(f"got {len(image_sizes)} image sizes for {batch} images")
+            sizes = torch.tensor([[h, w] for h, w in image_sizes], dtype=torch.float32, device=device)  # [B, 2]
+            inside = (priors.centers[None, :, 1] < sizes[:, None, 0]) & (priors.centers[None, :, 0] < sizes[:, None, 1])
+            max_scores = torch.where(inside, max_scores, torch.full_like(max_scores, -1.0))
+
+        # Per level the nms_pre best priors of each image (by max class score).
+        selected = []
+        start = 0
+        for count in priors.num_per_level:
+            k = min(self.nms_pre, count)
+            selected.append(max_scores[:, start : start + count].topk(k, dim=1).indices + start)
+            start += count
+        prior_index = torch.cat(selected, dim=1)  # [B, S]
+        num_selected = prior_index.shape[1]
+        batch_index = torch.arange(batch, device=device)[:, None].expand(batch, num_selected)
+        cand_scores = scores[batch_index, prior_index]  # [B, S, C]
+        keep_valid = max_scores[batch_index, prior_index] >= 0  # drops padding priors
+        cand_scores = cand_scores * keep_valid[..., None]
+        # Every (prior, class) pair above the threshold is a candidate detection (multiclass NMS).
+        b_idx, s_idx, c_idx = (cand_scores > self.score_thr).nonzero(as_tuple=True)
+        if b_idx.numel() == 0:
+            return [self._empty_detections(device) for _ in range(batch)]
+        flat_prior = prior_index[b_idx, s_idx]
+        angle = outputs.angle_logits[b_idx, flat_prior] if outputs.angle_logits is not None else None
+        boxes = self.decode(outputs.box_logits[b_idx, flat_prior], angle, priors, flat_prior)
+        boxes = regularize_le135(boxes)
+        det_scores = cand_scores[b_idx, s_idx, c_idx]
+        groups = b_idx * num_classes + c_idx  # NMS within (image, class)
+        keep = batched_nms_rotated(boxes, det_scores, groups, self.nms_iou)
+        keep = keep[det_scores[keep].argsort(descending=True, stable=True)]
+        results = []
+        for b in range(batch):
+            mine = keep[b_idx[keep] == b][: self.max_per_img]
+            det_boxes = boxes[mine]
+            results.append(
+                Detections(det_boxes, det_scores[mine], c_idx[mine], extras={"polygons": obb2poly(det_boxes)})
+            )
+        return results
+
+    def _empty_detections(self, device: torch.device) -> Detections:
+        return Detections(
+            torch.zeros((0, 5), device=device),
+            torch.zeros(0, device=device),
+            torch.zeros(0, dtype=torch.long, device=device),
+            extras={"polygons": torch.zeros((0, 8), device=device)},
+        )
+
+
+def _closest_representation(boxes: Tensor, theta: Tensor) -> Tensor:
+    """Re-express ``boxes[N, 5]`` as ``(cx, cy, w', h', t + k*pi/2)`` with k chosen so the angle is
+    closest to ``theta[N]`` (w and h swapped for odd k): the same rectangle in every case."""
+    k = torch.round((theta - boxes[:, 4]) / (math.pi / 2))
+    odd = torch.remainder(k, 2) == 1
+    w = torch.where(odd, boxes[:, 3], boxes[:, 2])
+    h = torch.where(odd, boxes[:, 2], boxes[:, 3])
+    return torch.stack([boxes[:, 0], boxes[:, 1], w, h, boxes[:, 4] + k * (math.pi / 2)], dim=1)

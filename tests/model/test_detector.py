@@ -1,0 +1,207 @@
+"""RotatedGFL: shapes, gradients, empty and crowded images, weights loading, inference contract."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+
+from rgfl.model.detector import RotatedGFL
+from rgfl.structures import Target
+from tests.conftest import DEVICES
+
+NUM_CLASSES = 3
+
+
+def _small_model(head: str, **kwargs) -> RotatedGFL:
+    torch.manual_seed(0)
+    return RotatedGFL(NUM_CLASSES, head=head, depth=18, pretrained="none", **kwargs)
+
+
+def _total(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    return sum(value for key, value in losses.items() if key.startswith("loss"))
+
+
+def _scene_targets(device="cpu") -> list[Target]:
+    boxes = torch.tensor([[40.0, 50.0, 40.0, 20.0, 0.3], [70.0, 30.0, 30.0, 10.0, 2.0], [90.0, 90.0, 60.0, 18.0, -0.6]])
+    return [Target(boxes.to(device), torch.tensor([0, 2, 1], device=device))]
+
+
+def _ceil_chain(size: int) -> list[int]:
+    # conv1 (s2), maxpool (s2), layer2..4 (s2 each), P6, P7 (s2): every stride-2 op rounds up.
+    sizes, value = [], size
+    for step in range(7):
+        value = math.ceil(value / 2)
+        if step >= 2:
+            sizes.append(value)
+    return sizes
+
+
+@pytest.mark.parametrize("head", ["gfl", "vanilla"])
+def test_output_shapes_on_every_level_for_odd_sizes(head):
+    model = _small_model(head)
+    images = torch.randint(0, 256, (2, 3, 97, 131), dtype=torch.uint8)
+    outputs = model(images)
+    expected_sizes = list(zip(_ceil_chain(97), _ceil_chain(131)))
+    assert outputs.level_sizes == expected_sizes == [(13, 17), (7, 9), (4, 5), (2, 3), (1, 2)]
+    num_priors = sum(h * w for h, w in expected_sizes)
+    bins = model.reg_max + 1
+    assert outputs.cls_logits.shape == (2, num_priors, NUM_CLASSES)
+    assert outputs.box_logits.shape == (2, num_priors, (4 if head == "gfl" else 5) * bins)
+    if head == "gfl":
+        assert outputs.angle_logits is not None and outputs.angle_logits.shape == (2, num_priors)
+    else:
+        assert outputs.angle_logits is None
+    per_level = outputs.split_levels(outputs.cls_logits)
+    assert [t.shape[1] for t in per_level] == [h * w for h, w in expected_sizes]
+    priors = model.priors(outputs, images.device)
+    assert priors.centers.shape == (num_priors, 2)
+    assert model.reg_max == (16 if head == "gfl" else 8)
+
+
+@pytest.mark.parametrize("head", ["gfl", "vanilla"])
+def test_gradients_reach_every_trainable_parameter(head):
+    model = _small_model(head, frozen_stages=1)
+    # Objects of five sizes so that every level has positives (each gfl level has its own Scale):
+    # anchors are 32, 64, 128, 256 and 512 px; the large box is closest to the 512 anchor of P7.
+    boxes = torch.tensor(
+        [
+            [60.0, 60.0, 28.0, 20.0, 0.2],
+            [300.0, 80.0, 60.0, 50.0, 1.0],
+            [100.0, 280.0, 120.0, 100.0, -0.3],
+            [192.0, 192.0, 380.0, 370.0, 0.05],
+            [250.0, 250.0, 240.0, 200.0, 0.7],
+        ]
+    )
+    images = torch.randint(0, 256, (1, 3, 384, 384), dtype=torch.uint8)
+    outputs = model(images)
+    target = Target(boxes, torch.tensor([0, 1, 2, 0, 1]))
+    result = model.assign(model.priors(outputs, images.device), target)
+    positives_per_level = [int(p.sum()) for p in result.positive.split([h * w for h, w in outputs.level_sizes])]
+    assert all(count > 0 for count in positives_per_level), positives_per_level
+    losses = model.losses(outputs, [target])
+    _total(losses).backward()
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not bool(p.grad.abs().sum() > 0))]
+    assert missing == []
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    assert frozen and all(n.startswith(("backbone.body.stem", "backbone.body.layer1")) for n in frozen)
+
+
+@pytest.mark.parametrize("head", ["gfl", "vanilla"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_zero_ground_truths(head, device):
+    model = _small_model(head).to(device)
+    images = torch.randint(0, 256, (2, 3, 64, 96), dtype=torch.uint8, device=device)
+    empty = Target(torch.zeros(0, 5, device=device), torch.zeros(0, dtype=torch.long, device=device))
+    losses = model.compute_losses(images, [empty, empty])
+    assert float(losses["num_pos"]) == 0
+    assert float(losses["loss_bbox"]) == 0.0
+    assert all(torch.isfinite(v) for v in losses.values())
+    _total(losses).backward()
+    cls_grad = model.head.cls_conv.weight.grad
+    assert cls_grad is not None and bool(cls_grad.abs().sum() > 0)  # negatives still train the scores
+
+
+@pytest.mark.parametrize("head", ["gfl", "vanilla"])
+def test_hundreds_of_tiny_ground_truths(head):
+    generator = torch.Generator().manual_seed(0)
+    num = 400
+    boxes = torch.stack(
+        [
+            4 + torch.rand(num, generator=generator) * 248,
+            4 + torch.rand(num, generator=generator) * 248,
+            2 + torch.rand(num, generator=generator) * 6,
+            1 + torch.rand(num, generator=generator) * 3,
+            -math.pi / 4 + torch.rand(num, generator=generator) * math.pi,
+        ],
+        dim=1,
+    )
+    labels = torch.randint(0, NUM_CLASSES, (num,), generator=generator)
+    ignore = torch.rand(num, generator=generator) < 0.1
+    model = _small_model(head)
+    images = torch.randint(0, 256, (1, 3, 256, 256), dtype=torch.uint8)
+    target = Target(boxes, labels, ignore)
+    outputs = model(images)
+    priors = model.priors(outputs, images.device)
+    result = model.assign(priors, target)
+    # Each positive anchor's center lies inside its (non-ignored) box; ignored boxes give no positives.
+    positive_gt = result.gt_index[result.positive]
+    assert not bool(ignore[positive_gt].any())
+    assert bool(result.positive.any())
+    losses = model.losses(outputs, [target])
+    assert all(torch.isfinite(v) for v in losses.values())
+    _total(losses).backward()
+
+
+def test_pretrained_from_local_state_dict(tmp_path):
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet18()
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    model = RotatedGFL(NUM_CLASSES, depth=18, pretrained=str(path))
+    torch.testing.assert_close(model.backbone.body["layer3"][0].conv1.weight, reference.layer3[0].conv1.weight)
+    torch.testing.assert_close(model.backbone.body["stem"][1].running_var, reference.bn1.running_var)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        RotatedGFL(NUM_CLASSES, depth=18, pretrained=str(tmp_path / "missing.pth"))
+    with pytest.raises(ValueError, match="ResNet-34"):
+        RotatedGFL(NUM_CLASSES, depth=34, pretrained=str(path))
+
+
+def test_bad_arguments_say_what_arrived():
+    with pytest.raises(ValueError, match="head must be one of"):
+        RotatedGFL(NUM_CLASSES, head="fcos", pretrained="none", depth=18)
+    with pytest.raises(ValueError, match="depth must be one of"):
+        RotatedGFL(NUM_CLASSES, depth=42, pretrained="none")
+    model = _small_model("gfl")
+    bad = Target(torch.tensor([[10.0, 10.0, 5.0, 5.0, 0.0]]), torch.tensor([NUM_CLASSES]))
+    with pytest.raises(ValueError, match="labels must be in"):
+        model.compute_losses(torch.zeros(1, 3, 64, 64), [bad])
+
+
+@pytest.mark.parametrize("head", ["gfl", "vanilla"])
+def test_predict_contract(head):
+    model = _small_model(head, score_thr=0.0, max_per_img=50).eval()
+    # Start the class bias high so that there are detections to check (an untrained model has none above 0.05).
+    torch.nn.init.constant_(model.head.cls_conv.bias, 1.0)
+    images = torch.randint(0, 256, (2, 3, 96, 128), dtype=torch.uint8)
+    detections = model.predict(images, image_sizes=[(96, 128), (64, 64)])
+    assert len(detections) == 2
+    for det in detections:
+        assert 0 < len(det) <= 50
+        assert bool((det.scores[:-1] >= det.scores[1:]).all())
+        assert bool((det.boxes[:, 2] >= det.boxes[:, 3]).all())
+        assert bool((det.boxes[:, 4] >= -math.pi / 4).all()) and bool((det.boxes[:, 4] < 3 * math.pi / 4).all())
+        assert det.labels.dtype == torch.int64 and bool((det.labels < NUM_CLASSES).all())
+        assert det.extras["polygons"].shape == (len(det), 8)
+    # Batched prediction equals one-by-one prediction.
+    single = model.predict(images[:1], image_sizes=[(96, 128)])[0]
+    torch.testing.assert_close(single.boxes, detections[0].boxes, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(single.scores, detections[0].scores)
+
+
+def test_frozen_backbone_settings():
+    model = RotatedGFL(NUM_CLASSES, depth=18, pretrained="none", frozen_stages=-1, norm_eval=False)
+    assert all(p.requires_grad for p in model.parameters())
+    model.train()
+    assert model.backbone.body["stem"][1].training
+    frozen = RotatedGFL(NUM_CLASSES, depth=18, pretrained="none", frozen_stages=2, norm_eval=False).train()
+    assert not frozen.backbone.body["layer2"][0].bn1.training and frozen.backbone.body["layer3"][0].bn1.training
+    assert not any(p.requires_grad for p in frozen.backbone.body["layer2"].parameters())
+
+
+@pytest.mark.parametrize("head", ["gfl", "vanilla"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_losses_under_autocast(head, device):
+    dtype = torch.bfloat16 if device == "cpu" else torch.float16
+    model = _small_model(head).to(device)
+    images = torch.randint(0, 256, (1, 3, 128, 128), dtype=torch.uint8, device=device)
+    with torch.autocast(device_type=device, dtype=dtype):
+        outputs = model(images)
+        losses = model.losses(outputs, _scene_targets(device))
+    assert outputs.cls_logits.dtype == dtype
+    for key, value in losses.items():
+        assert value.dtype == torch.float32 and torch.isfinite(value), key
+    _total(losses).backward()
+    assert model.head.reg_conv.weight.grad is not None
