@@ -58,7 +58,7 @@ def shift_for_candidates(cls_logits: torch.Tensor, candidates: int, score_thr: f
 
 def bench_rgfl(size: int, batch: int, device: torch.device, repeats: int, candidates: int, amp: bool, sync) -> dict[str, float]:
     import rgfl.model.detector as detector_module
-    from rgfl.model import RotatedGFL
+    from rgfl.model.detector import RotatedGFL
 
     model = RotatedGFL(15, depth=50, pretrained="none").to(device).eval()
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
