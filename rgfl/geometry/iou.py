@@ -22,6 +22,7 @@ non-differentiable bulk work live in :mod:`rgfl.geometry.iou_numba` and are chos
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -49,12 +50,13 @@ def rotated_box_intersection(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """Intersection areas of aligned pairs of rotated boxes.
 
     Args:
-        boxes1: Tensor[P, 5] obb (any theta, ``w, h >= 0``).
+        boxes1: Tensor[P, 5] obb (any theta; negative sides count as 0).
         boxes2: Tensor[P, 5] obb, same dtype and device.
 
     Returns:
         Tensor[P] intersection areas, in ``[0, min(area1, area2)]``; differentiable.
     """
+    inf = math.inf
     cxa, cya, wa, ha, ta = boxes1.unbind(-1)
     cxb, cyb, wb, hb, tb = boxes2.unbind(-1)
     # A negative side is not a box: it counts as 0 (no area, no gradient).
@@ -63,7 +65,7 @@ def rotated_box_intersection(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     cos_b, sin_b = torch.cos(tb), torch.sin(tb)
     dx, dy = cxa - cxb, cya - cyb
     px = dx * cos_b + dy * sin_b  # A's center in B's frame
-    py = -dx * sin_b + dy * cos_b
+    py = dy * cos_b - dx * sin_b
     phi = ta - tb
     cos_p, sin_p = torch.cos(phi), torch.sin(phi)
     ux, uy = 0.5 * wa * cos_p, 0.5 * wa * sin_p  # half of A's w side
@@ -72,67 +74,55 @@ def rotated_box_intersection(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     # A's corners and edge vectors, counter-clockwise in the math sense like B's: [P, 4].
     corner_x = torch.stack([px - ux - vx, px + ux - vx, px + ux + vx, px - ux + vx], dim=-1)
     corner_y = torch.stack([py - uy - vy, py + uy - vy, py + uy + vy, py - uy + vy], dim=-1)
-    edge_x = torch.stack([2 * ux, 2 * vx, -2 * ux, -2 * vx], dim=-1)
-    edge_y = torch.stack([2 * uy, 2 * vy, -2 * uy, -2 * vy], dim=-1)
+    edge_x = torch.stack([ux, vx, -ux, -vx], dim=-1) * 2
+    edge_y = torch.stack([uy, vy, -uy, -vy], dim=-1) * 2
     # Snap nearly axis-parallel edges (in B's frame) to exactly parallel.
-    tol = _snap_tolerance(boxes1.dtype)
-    scale = edge_x.abs() + edge_y.abs()
-    zero = torch.zeros_like(edge_x)
-    edge_x = torch.where(edge_x.abs() <= tol * scale, zero, edge_x)
-    edge_y = torch.where(edge_y.abs() <= tol * scale, zero, edge_y)
+    tol = _snap_tolerance(boxes1.dtype) * (edge_x.abs() + edge_y.abs())
+    x_parallel = edge_x.abs() <= tol
+    y_parallel = edge_y.abs() <= tol
+    edge_x = edge_x.masked_fill(x_parallel, 0.0)
+    edge_y = edge_y.masked_fill(y_parallel, 0.0)
 
     a4, b4 = a.unsqueeze(-1), b.unsqueeze(-1)
-    x_parallel, y_parallel = edge_x == 0, edge_y == 0
-    one = torch.ones_like(edge_x)
-    safe_ex = torch.where(x_parallel, one, edge_x)
-    safe_ey = torch.where(y_parallel, one, edge_y)
     # Parameters along A's edges where they cross B's four side lines (shared by both parts).
+    # For a parallel edge the divisor is 1, and t is then the signed gap to that side line.
+    safe_ex = edge_x.masked_fill(x_parallel, 1.0)
+    safe_ey = edge_y.masked_fill(y_parallel, 1.0)
     t_left = (-a4 - corner_x) / safe_ex
     t_right = (a4 - corner_x) / safe_ex
     t_bottom = (-b4 - corner_y) / safe_ey
     t_top = (b4 - corner_y) / safe_ey
 
-    inf = torch.full_like(edge_x, float("inf"))
-    # Part 1: pieces of A's edges inside the closed slab of B (Liang-Barsky).
-    inside_x = (corner_x >= -a4) & (corner_x <= a4)
-    inside_y = (corner_y >= -b4) & (corner_y <= b4)
-    enter_x = torch.where(x_parallel, torch.where(inside_x, -inf, inf), torch.minimum(t_left, t_right))
-    leave_x = torch.where(x_parallel, torch.where(inside_x, inf, -inf), torch.maximum(t_left, t_right))
-    enter_y = torch.where(y_parallel, torch.where(inside_y, -inf, inf), torch.minimum(t_bottom, t_top))
-    leave_y = torch.where(y_parallel, torch.where(inside_y, inf, -inf), torch.maximum(t_bottom, t_top))
-    enter = torch.clamp(torch.maximum(enter_x, enter_y), min=0.0)
-    leave = torch.clamp(torch.minimum(leave_x, leave_y), max=1.0)
-    piece = torch.clamp(leave - enter, min=0.0)
+    # Part 1: pieces of A's edges inside the closed slab of B (Liang-Barsky). A parallel edge
+    # puts no bound on t when it lies between the two side lines, and is empty otherwise.
+    outside = (x_parallel & ((t_left > 0) | (t_right < 0))) | (y_parallel & ((t_bottom > 0) | (t_top < 0)))
+    enter = torch.maximum(torch.minimum(t_left, t_right).masked_fill(x_parallel, -inf), torch.minimum(t_bottom, t_top).masked_fill(y_parallel, -inf))
+    leave = torch.minimum(torch.maximum(t_left, t_right).masked_fill(x_parallel, inf), torch.maximum(t_bottom, t_top).masked_fill(y_parallel, inf))
+    piece = (leave.clamp(max=1.0) - enter.clamp(min=0.0)).clamp(min=0.0).masked_fill(outside, 0.0)
     part_a = 0.5 * (piece * (corner_x * edge_y - corner_y * edge_x)).sum(-1)
 
-    # Part 2: pieces of B's sides strictly inside A. For a side on the line y = c (or x = c), A's
-    # edge i bounds the coordinate along the side at the crossing point computed above.
-    def side_length(cross_at: Tensor, along_edge: Tensor, along_corner: Tensor, normal_edge: Tensor, outside_gap: Tensor, half: Tensor) -> Tensor:
-        # Crossing coordinate along the side; A's edge bounds it from above when its direction
-        # across the side is positive for a bottom/left-type orientation (sign handled by caller).
-        crossing = along_corner + along_edge * cross_at
-        parallel = normal_edge == 0
-        ok = outside_gap > 0  # parallel edge: the whole side is on its inner side, or none of it
-        upper = torch.where(parallel, torch.where(ok, inf, -inf), torch.where(normal_edge > 0, crossing, inf))
-        lower = torch.where(parallel, torch.where(ok, -inf, inf), torch.where(normal_edge < 0, crossing, -inf))
-        low = torch.maximum(lower.amax(-1), -half)
-        high = torch.minimum(upper.amin(-1), half)
-        return torch.clamp(high - low, min=0.0)
+    # Part 2: pieces of B's sides strictly inside A. On a side, A's edge i bounds the coordinate
+    # along the side at its crossing point (from above or below depending on the edge direction);
+    # an edge parallel to the side keeps all of it when the side is strictly on its inner side.
+    def side_length(crossing: Tensor, is_upper: Tensor, is_lower: Tensor, parallel: Tensor, gap: Tensor, half: Tensor) -> Tensor:
+        upper = crossing.masked_fill(~is_upper, inf).amin(-1)
+        lower = crossing.masked_fill(~is_lower, -inf).amax(-1)
+        empty = (parallel & (gap <= 0)).any(-1)
+        length = torch.minimum(upper, half) - torch.maximum(lower, -half)
+        return length.clamp(min=0.0).masked_fill(empty, 0.0)
 
-    # Bottom side y = -b (x from -a to a): edge_y * (x - corner_x) <= edge_x * (-b - corner_y).
-    bottom = side_length(t_bottom, edge_x, corner_x, edge_y, edge_x * (-b4 - corner_y), a)
-    # Top side y = b: edge_y * (x - corner_x) <= edge_x * (b - corner_y).
-    top = side_length(t_top, edge_x, corner_x, edge_y, edge_x * (b4 - corner_y), a)
-    # Right side x = a: edge_x * (y - corner_y) >= edge_y * (a - corner_x), i.e. bounded from below
-    # when edge_x > 0: flip the sign of the normal to reuse the same helper.
-    right = side_length(t_right, edge_y, corner_y, -edge_x, -edge_y * (a4 - corner_x), b)
-    left = side_length(t_left, edge_y, corner_y, -edge_x, -edge_y * (-a4 - corner_x), b)
+    # Bottom/top sides y = -+b, running along x: edge_y * (x - corner_x) <= edge_x * (y_side - corner_y).
+    up_x, low_x = edge_y > 0, edge_y < 0
+    bottom = side_length(corner_x + edge_x * t_bottom, up_x, low_x, y_parallel, edge_x * t_bottom, a)
+    top = side_length(corner_x + edge_x * t_top, up_x, low_x, y_parallel, edge_x * t_top, a)
+    # Right/left sides x = +-a, running along y: edge_x * (y - corner_y) >= edge_y * (x_side - corner_x).
+    up_y, low_y = edge_x < 0, edge_x > 0
+    right = side_length(corner_y + edge_y * t_right, up_y, low_y, x_parallel, -edge_y * t_right, b)
+    left = side_length(corner_y + edge_y * t_left, up_y, low_y, x_parallel, -edge_y * t_left, b)
     part_b = 0.5 * (b * (bottom + top) + a * (right + left))
 
-    area_a = wa * ha
-    area_b = wb * hb
     inter = part_a + part_b
-    return torch.minimum(torch.clamp(inter, min=0.0), torch.minimum(area_a, area_b))
+    return torch.minimum(inter.clamp(min=0.0), torch.minimum(wa * ha, wb * hb))
 
 
 def _iou_from_intersection(inter: Tensor, area1: Tensor, area2: Tensor, mode: str) -> Tensor:

@@ -177,17 +177,35 @@ def _aligned_kernel(boxes1, boxes2, iof, out):
         out[i] = pair_iou(boxes1, i, boxes2, i, iof)
 
 
-@numba.njit(cache=True, parallel=True)
-def _pairwise_kernel(boxes1, boxes2, iof, out):
-    hbb1 = box_hbb(boxes1)
+@numba.njit(cache=True)
+def _sweep_order(boxes2):
+    """Enclosing boxes of ``boxes2`` sorted by their x center, the permutation, and the largest
+    half width: the candidates of a query x-range are a contiguous run of this order."""
     hbb2 = box_hbb(boxes2)
-    m = boxes2.shape[0]
-    for i in numba.prange(boxes1.shape[0]):
-        x0, y0, x1, y1 = hbb1[i, 0], hbb1[i, 1], hbb1[i, 2], hbb1[i, 3]
-        for j in range(m):
-            if hbb2[j, 0] > x1 or hbb2[j, 2] < x0 or hbb2[j, 1] > y1 or hbb2[j, 3] < y0:
+    centers = 0.5 * (hbb2[:, 0] + hbb2[:, 2])
+    order = np.argsort(centers)
+    half_width = 0.0
+    for j in range(hbb2.shape[0]):
+        half_width = max(half_width, 0.5 * (hbb2[j, 2] - hbb2[j, 0]))
+    return hbb2[order], centers[order], order, half_width
+
+
+@numba.njit(cache=True, parallel=True)
+def _pairwise_kernel(boxes1, boxes2, sweep, iof, row_start, out):
+    """IoU of boxes1[row_start : row_start + len(out)] with all of boxes2 into ``out`` [rows, M]."""
+    hbb2, centers2, order2, half_width = sweep
+    hbb1 = box_hbb(boxes1[row_start : row_start + out.shape[0]])
+    for r in numba.prange(out.shape[0]):
+        i = row_start + r
+        out[r, :] = 0.0
+        x0, y0, x1, y1 = hbb1[r, 0], hbb1[r, 1], hbb1[r, 2], hbb1[r, 3]
+        first = np.searchsorted(centers2, x0 - half_width, side="left")
+        last = np.searchsorted(centers2, x1 + half_width, side="right")
+        for k in range(first, last):
+            if hbb2[k, 0] > x1 or hbb2[k, 2] < x0 or hbb2[k, 1] > y1 or hbb2[k, 3] < y0:
                 continue
-            out[i, j] = pair_iou(boxes1, i, boxes2, j, iof)
+            j = order2[k]
+            out[r, j] = pair_iou(boxes1, i, boxes2, j, iof)
 
 
 def _float64_array(boxes: Tensor) -> np.ndarray:
@@ -204,15 +222,17 @@ def box_iou_rotated_numba(boxes1: Tensor, boxes2: Tensor, mode: str = "iou", ali
         Tensor[N, M] or Tensor[N], dtype and device of ``boxes1``.
     """
     b1, b2 = _float64_array(boxes1), _float64_array(boxes2)
-    # Results are always computed in float64; one signature per kernel keeps numba's compile short.
-    out_dtype = np.float64
     iof = mode == "iof"
     if aligned:
-        out = np.zeros(b1.shape[0], dtype=out_dtype)
+        # Always a float64 output here: one signature keeps numba's first compile short.
+        out = np.zeros(b1.shape[0], dtype=np.float64)
         if b1.shape[0]:
             _aligned_kernel(b1, b2, iof, out)
-    else:
-        out = np.zeros((b1.shape[0], b2.shape[0]), dtype=out_dtype)
-        if out.size:
-            _pairwise_kernel(b1, b2, iof, out)
-    return torch.from_numpy(out).to(device=boxes1.device, dtype=boxes1.dtype)
+        return torch.from_numpy(out).to(device=boxes1.device, dtype=boxes1.dtype)
+    # Pairwise: the kernel writes every entry of an output in the final dtype (float32 or
+    # float64), so 20000 x 20000 float32 needs nothing beyond its 1.6 GB output.
+    n, m = b1.shape[0], b2.shape[0]
+    result = np.empty((n, m), dtype=np.float64 if boxes1.dtype == torch.float64 else np.float32)
+    if n and m:
+        _pairwise_kernel(b1, b2, _sweep_order(b2), iof, 0, result)
+    return torch.from_numpy(result).to(device=boxes1.device, dtype=boxes1.dtype)
