@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -93,13 +94,23 @@ def folder_bytes(folder: Path, pattern: str) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def run_rgfl(src: Path, out: Path, workers: int, extra: list[str]) -> float:
-    subprocess.run(["rm", "-rf", str(out)], check=True)
-    rgfl = Path(sys.executable).with_name("rgfl")
-    cmd = [str(rgfl), "split", str(src), str(out), "--size", "1024", "--overlap", "200", "--workers", str(workers), *extra]
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (all processes it started) of a command."""
+    cpu = children_cpu()
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
+
+
+def run_rgfl(src: Path, out: Path, workers: int, extra: list[str]) -> tuple[float, float]:
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    rgfl = Path(sys.executable).with_name("rgfl")
+    return timed([str(rgfl), "split", str(src), str(out), "--size", "1024", "--overlap", "200", "--workers", str(workers), *extra])
 
 
 ULTRA_POOL = textwrap.dedent(
@@ -139,16 +150,36 @@ ULTRA_POOL = textwrap.dedent(
 )
 
 
-def run_ultralytics(python: str, yolo: Path, out: Path, workers: int, ext: str, script: Path) -> float:
+RGFL_CPU = textwrap.dedent(
+    """
+    import sys, time
+    from rgfl.dota.split import SplitConfig, split_dataset
+
+    if __name__ == "__main__":
+        summary = split_dataset(sys.argv[1], sys.argv[2], SplitConfig(ext=sys.argv[4]), workers=int(sys.argv[3]))
+        print(time.process_time() + summary.cpu_seconds)
+    """
+)
+
+
+def rgfl_cpu(src: Path, out: Path, workers: int, ext: str, script: Path) -> float:
+    """CPU seconds of an rgfl split: its main process plus what the workers report per image.
+
+    (RUSAGE_CHILDREN cannot see rgfl's workers: they are forked by multiprocessing's fork server.)
+    """
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    start = time.perf_counter()
-    subprocess.run([python, str(script), str(yolo), str(out), str(workers), ext], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    result = subprocess.run([sys.executable, str(script), str(src), str(out), str(workers), ext],
+                            check=True, capture_output=True, text=True)
+    return float(result.stdout.split()[-1])
+
+
+def run_ultralytics(python: str, yolo: Path, out: Path, workers: int, ext: str, script: Path) -> tuple[float, float]:
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    return timed([python, str(script), str(yolo), str(out), str(workers), ext])
 
 
 def breakdown(src: Path, images: int) -> dict[str, float]:
-    """Seconds per image of each stage, one process, rgfl's own functions."""
+    """CPU seconds per image of each stage, one process, rgfl's own functions."""
     from rgfl.dota.annotations import read_label_file
     from rgfl.dota.images import encode_image, read_image
     from rgfl.dota.split import SplitConfig, assign_objects, sliding_windows
@@ -160,19 +191,19 @@ def breakdown(src: Path, images: int) -> dict[str, float]:
     tmp.mkdir(exist_ok=True)
     paths = sorted((src / "images").glob("*.png"))[:images]
     for path in paths:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         labels = read_label_file(src / "labelTxt" / f"{path.stem}.txt", config.classes)
-        t1 = time.perf_counter()
+        t1 = time.process_time()
         image = read_image(path)
-        t2 = time.perf_counter()
+        t2 = time.process_time()
         windows = sliding_windows(image.shape[1], image.shape[0], 1024, 824)
         assign_objects(labels.polygons, labels.classes, labels.difficult, windows, image.shape[1::-1])
-        t3 = time.perf_counter()
+        t3 = time.process_time()
         encoded = [encode_image(image[y1:y2, x1:x2], "png", config.png_compression) for x1, y1, x2, y2 in windows]
-        t4 = time.perf_counter()
+        t4 = time.process_time()
         for k, data in enumerate(encoded):
             atomic_write_bytes(tmp / f"{k}.png", data)
-        t5 = time.perf_counter()
+        t5 = time.process_time()
         for name, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             stages[name] += dt / len(paths)
     return stages
@@ -185,8 +216,11 @@ def png_sweep(src: Path) -> list[tuple[str, float, float]]:
     real = REPO.parent / "shared" / "data" / "dota-sample" / "images" / "P0706.png"
     if real.exists():
         patches.append(cv2.imread(str(real))[:1024, :1024])
+    from rgfl.dota.images import encode_png, png_encoder_name
+
     settings = {
         "cv2 default (level 1, RLE)": [],
+        "rgfl, opencv fallback (1, RLE, up)": lambda p: encode_png(p, 1, "opencv"),
         "level 0 (stored)": [cv2.IMWRITE_PNG_COMPRESSION, 0],
         "level 1": [cv2.IMWRITE_PNG_COMPRESSION, 1],
         "level 3": [cv2.IMWRITE_PNG_COMPRESSION, 3],
@@ -195,15 +229,18 @@ def png_sweep(src: Path) -> list[tuple[str, float, float]]:
         "RLE + UP filter": [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP],
         "Huffman + SUB filter": [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB],
     }
+    if png_encoder_name(1) == "isal":
+        settings["rgfl, isal (level 1, up)"] = lambda p: encode_png(p, 1, "isal")
+        settings["rgfl, isal (level 3, up)"] = lambda p: encode_png(p, 3, "isal")
     rows = []
     for name, params in settings.items():
         times, sizes = [], []
         for patch in patches:
             for _ in range(2):
-                t = time.perf_counter()
-                ok, buffer = cv2.imencode(".png", patch, params)
-                times.append(time.perf_counter() - t)
-            sizes.append(buffer.size)
+                t = time.process_time()
+                size = len(params(patch)) if callable(params) else cv2.imencode(".png", patch, params)[1].size
+                times.append(time.process_time() - t)
+            sizes.append(size)
         rows.append((name, 1000 * statistics.median(times), statistics.mean(sizes) / 1e6))
     return rows
 
@@ -225,47 +262,56 @@ def main() -> None:
     print(f"{n} synthetic {args.size}x{args.size} images, {args.objects} objects each, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}")
 
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[tuple[float, float]]] = {}
     have_ultra = bool(args.ultralytics_python) and Path(args.ultralytics_python).exists()
     script = args.work / "ultra_pool.py"
     script.write_text(ULTRA_POOL)
+    cpu_script = args.work / "rgfl_cpu.py"
+    cpu_script.write_text(RGFL_CPU)
     for _ in range(args.repeats):
         # Interleave tools so that machine noise hits all of them alike.
-        results.setdefault("rgfl png", []).append(run_rgfl(src, args.work / "out_rgfl", args.workers, []))
+        wall, _ = run_rgfl(src, args.work / "out_rgfl", args.workers, [])
+        cpu = rgfl_cpu(src, args.work / "out_rgfl_cpu", args.workers, "png", cpu_script)
+        results.setdefault("rgfl png", []).append((wall, cpu))
         if have_ultra:
             results.setdefault("ultralytics png (pool)", []).append(
                 run_ultralytics(args.ultralytics_python, args.work / "yolo", args.work / "out_ul_png", args.workers, "png", script))
-    results["rgfl jpg"] = [run_rgfl(src, args.work / "out_rgfl_jpg", args.workers, ["--ext", "jpg"])]
+    wall, _ = run_rgfl(src, args.work / "out_rgfl_jpg", args.workers, ["--ext", "jpg"])
+    results["rgfl jpg"] = [(wall, rgfl_cpu(src, args.work / "out_rgfl_cpu", args.workers, "jpg", cpu_script))]
     if have_ultra:
         results["ultralytics as shipped (1 process, jpg)"] = [
             run_ultralytics(args.ultralytics_python, args.work / "yolo", args.work / "out_ul_jpg", 0, "jpg", script)]
 
     print()
-    print(f"{'tool':42s} {'workers':>7s} {'s/image':>8s} {'vs rgfl png':>11s} {'patches':>8s} {'MB written':>10s}")
-    base = statistics.median(results["rgfl png"]) / n
+    print("s/image: median wall seconds per image (the CLI for rgfl); CPU s/image: user+sys of all its processes,")
+    print("robust to a busy machine (rgfl: a separate library run, main process + workers' per-image CPU)")
+    print(f"{'tool':42s} {'workers':>7s} {'s/image':>8s} {'CPU s/image':>11s} {'wall vs rgfl':>12s} {'CPU vs rgfl':>11s} {'patches':>8s} {'MB written':>10s}")
+    base = statistics.median(t for t, _ in results["rgfl png"]) / n
+    base_cpu = statistics.median(c for _, c in results["rgfl png"]) / n
     outs = {"rgfl png": ("out_rgfl", "*.png", args.workers), "rgfl jpg": ("out_rgfl_jpg", "*.jpg", args.workers),
             "ultralytics png (pool)": ("out_ul_png", "*.png", args.workers),
             "ultralytics as shipped (1 process, jpg)": ("out_ul_jpg", "*.jpg", 1)}
     for name, times in results.items():
         folder, pattern, workers = outs[name]
         count, size = folder_bytes(args.work / folder, pattern)
-        per = statistics.median(times) / n
-        print(f"{name:42s} {workers:7d} {per:8.3f} {per / base:10.2f}x {count:8d} {size / 1e6:10.1f}")
+        per = statistics.median(t for t, _ in times) / n
+        cpu = statistics.median(c for _, c in times) / n
+        print(f"{name:42s} {workers:7d} {per:8.3f} {cpu:11.3f} {per / base:11.2f}x {cpu / base_cpu:10.2f}x {count:8d} {size / 1e6:10.1f}")
 
     rgfl_names = {p.stem for p in (args.work / "out_rgfl" / "images").glob("*.png")}
     if have_ultra:
         ul_names = {p.stem for p in (args.work / "out_ul_png" / "images" / "train").glob("*.png")}
         print(f"\nsame windows as ultralytics: {rgfl_names == ul_names} ({len(rgfl_names)} patches)")
     manifest = json.loads((args.work / "out_rgfl" / "split_manifest.json").read_text())
-    print(f"PNG compression level used by rgfl: {manifest['parameters']['png_compression']}")
+    print(f"PNG used by rgfl: level {manifest['parameters']['png_compression']}, encoder {manifest['parameters']['png_encoder']}")
 
-    print("\nwhere one worker's time goes (rgfl, seconds per image, one process):")
+    print("\nwhere one worker's time goes (rgfl, CPU seconds per image, one process):")
     stages = breakdown(src, min(3, n))
     total = sum(stages.values())
     for name, seconds in stages.items():
         print(f"  {name:16s} {seconds:6.3f}  {100 * seconds / total:5.1f} %")
 
-    print("\nPNG settings, 1024 x 1024 patch (synthetic + one real DOTA patch): median ms, mean MB")
+    print("\nPNG settings, 1024 x 1024 patch (synthetic + one real DOTA patch): median CPU ms, mean MB")
     for name, ms, mb in png_sweep(src):
         print(f"  {name:28s} {ms:7.1f} ms {mb:6.2f} MB")
 

@@ -37,6 +37,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -356,6 +357,7 @@ class ImageResult:
     problems: list[Problem] = field(default_factory=list)
     resumed: bool = False
     error: str | None = None  # strict mode: the first problem, as the message to stop with
+    cpu_seconds: float = 0.0  # CPU time the worker spent on this image
 
 
 def _source_stamp(path: Path) -> list[int]:
@@ -444,6 +446,13 @@ def split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool = 
 
     Bad input is reported in the result (``problems``; with ``strict`` as ``error``), never raised.
     """
+    cpu_start = time.process_time()
+    result = _split_image(task, out, config, strict)
+    result.cpu_seconds = time.process_time() - cpu_start
+    return result
+
+
+def _split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool) -> ImageResult:
     parameters = config.to_json()
     done = _load_marker(out, task, parameters)
     if done is not None:
@@ -468,7 +477,14 @@ def split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool = 
         return result
 
     height, width = image.shape[:2]
-    record: dict = {"stem": task.stem, "file": task.image_path.name, "width": width, "height": height, "patches": []}
+    record: dict = {
+        "stem": task.stem,
+        "file": task.image_path.name,
+        "width": width,
+        "height": height,
+        "gsd": labels.gsd,
+        "patches": [],
+    }
     for rate in config.rates:
         resized = resized_size(width, height, rate)
         windows = sliding_windows(resized[0], resized[1], config.size, config.step, config.img_rate_thr)
@@ -555,6 +571,7 @@ class SplitSummary:
     dropped: int = 0
     bad_input: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # summed over the images (workers' CPU time, start-up excluded)
     problems: list[Problem] = field(default_factory=list)
 
     def add(self, result: ImageResult) -> None:
@@ -568,6 +585,7 @@ class SplitSummary:
         self.truncated += result.truncated
         self.dropped += result.dropped
         self.bad_input += len(result.problems)
+        self.cpu_seconds += result.cpu_seconds
         self.problems.extend(result.problems)
 
 
@@ -617,7 +635,7 @@ def _prepare_out(out: Path, parameters: dict, src: Path) -> None:
                 f"{out} holds a split made with other parameters ({', '.join(changed)} differ); "
                 "use an empty output folder or the same options"
             )
-    elif out.is_dir() and any(out.iterdir()) and not (out / "images").is_dir():
+    elif out.is_dir() and any(out.iterdir()):
         raise InputError(f"{out} is not empty and is not an rgfl split folder; choose an empty or new folder")
     if out.resolve() == src.resolve():
         raise InputError("the output folder must differ from the source folder")
@@ -633,6 +651,14 @@ def _prepare_out(out: Path, parameters: dict, src: Path) -> None:
 def _worker_init() -> None:
     # One worker per core: OpenCV's own thread pool would only compete with the other workers.
     cv2.setNumThreads(1)
+    # Ctrl-C is the parent's to handle (it stops the pool); the SIGTERM it then sends unwinds the
+    # worker through the atomic writes' cleanup instead of killing it mid-write.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _run_task(args: tuple[ImageTask, Path, SplitConfig, bool]) -> ImageResult:
