@@ -94,6 +94,10 @@ def eval_command(
         str,
         typer.Option("--iou-thrs", help="Thresholds averaged into mAP: START:STOP:STEP or a list like 0.5,0.75."),
     ] = "0.5:0.95:0.05",
+    images: Annotated[
+        Optional[Path],
+        typer.Option("--images", help="Evaluate only the images listed in this file, one name per line (the official image-set file).", show_default=False),
+    ] = None,
     json_path: Annotated[
         Optional[Path], typer.Option("--json", help="Also write the results as JSON to this file.", show_default=False)
     ] = None,
@@ -113,7 +117,7 @@ def eval_command(
     """
     from rgfl.dota.classes import resolve_classes
     from rgfl.errors import InputError, ProblemLog
-    from rgfl.evaluation import evaluate_detections, parse_iou_thresholds
+    from rgfl.evaluation import evaluate_detections, parse_iou_thresholds, read_image_list
 
     if checkpoint is not None:
         from rgfl.cli.run_model import eval_checkpoint_command
@@ -131,9 +135,10 @@ def eval_command(
     class_names = resolve_classes(classes)
     thresholds = parse_iou_thresholds(iou_thrs)
     problems = ProblemLog(strict=strict)
+    image_list = read_image_list(images) if images is not None else None
     start = time.perf_counter()
     with console.status("evaluating"):
-        result = evaluate_detections(dets, gt, class_names, thresholds, ap_method, problems)
+        result = evaluate_detections(dets, gt, class_names, thresholds, ap_method, problems, image_list)
     seconds = time.perf_counter() - start
     print_eval_table(result)
     summary = f"{result.num_images} images, {sum(c.num_dets for c in result.per_class.values())} detections, {seconds:.1f} s"

@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -304,10 +304,3 @@ class Task1Writer:
     @property
     def paths(self) -> list[Path]:
         return [self.folder / task1_filename(name) for name in self.class_names]
-
-
-def iter_task1_files(folder: Path) -> Iterator[tuple[str, Path]]:
-    """(class name, path) of every ``Task1_<class>.txt`` in ``folder``, sorted by class name."""
-    for path in sorted(folder.glob(f"{TASK1_PREFIX}*.txt")):
-        if path.is_file():
-            yield path.name[len(TASK1_PREFIX) : -4], path

@@ -7,6 +7,7 @@ from rgfl.evaluation.dota_map import (
     evaluate_detections,
     load_ground_truth,
     parse_iou_thresholds,
+    read_image_list,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "evaluate_detections",
     "load_ground_truth",
     "parse_iou_thresholds",
+    "read_image_list",
 ]

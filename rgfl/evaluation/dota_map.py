@@ -37,6 +37,7 @@ __all__ = [
     "evaluate_detections",
     "load_ground_truth",
     "parse_iou_thresholds",
+    "read_image_list",
 ]
 
 logger = logging.getLogger(__name__)
@@ -164,6 +165,20 @@ class EvalResult:
         }
 
 
+def read_image_list(path: str | Path) -> list[str]:
+    """Image stems, one per line (the official ``imagesetfile``); blank lines skipped."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        raise InputError(f"cannot read image list ({error.strerror})", path) from None
+    stems = [Path(line.strip()).stem if line.strip().endswith((".png", ".txt", ".jpg")) else line.strip() for line in lines]
+    stems = [stem for stem in stems if stem]
+    if not stems:
+        raise InputError("the image list is empty (expected one image name per line)", path)
+    return stems
+
+
 def _fraction(value: float) -> float:
     return float(min(max(value, 0.0), 1.0))
 
@@ -239,6 +254,7 @@ def evaluate_detections(
     iou_thrs: Sequence[float] = COCO_IOU_THRS,
     ap_method: str = "voc07",
     problems: ProblemLog | None = None,
+    image_list: Sequence[str] | None = None,
 ) -> EvalResult:
     """Score detections with the official DOTA Task1 protocol at several IoU thresholds.
 
@@ -251,6 +267,8 @@ def evaluate_detections(
         iou_thrs: thresholds averaged into ``mAP`` (0.5 and 0.75 are always computed as well).
         ap_method: ``"voc07"`` (official 11-point) or ``"area"``.
         problems: where malformed input lines are reported (strict: first one raises).
+        image_list: evaluate only these images (the official script's image-set file); each
+            must have ground truth.
 
     Returns:
         An :class:`EvalResult`; ``.to_dict()`` is the JSON schema of ``rgfl eval --json``.
@@ -264,6 +282,13 @@ def evaluate_detections(
     problems = problems if problems is not None else ProblemLog()
     if isinstance(ground_truth, (str, Path)):
         ground_truth = load_ground_truth(ground_truth, problems)
+    if image_list is not None:
+        missing = [image for image in image_list if image not in ground_truth]
+        if missing:
+            raise InputError(
+                f"{len(missing)} images of the image list have no label file, e.g. {missing[:3]}"
+            )
+        ground_truth = {image: ground_truth[image] for image in dict.fromkeys(image_list)}
     if isinstance(detections, (str, Path)):
         detections = read_task1_dir(detections, class_names, problems)
     all_thrs = tuple(sorted(set(iou_thrs) | {0.5, 0.75}))

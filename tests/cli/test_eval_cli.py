@@ -78,3 +78,19 @@ def test_eval_strict_stops_on_malformed_line(tmp_path, dota_sample):
     assert result.exit_code == 2 and "Task1_plane.txt:1" in text(result)
     result = runner.invoke(app, args)
     assert result.exit_code == 0 and "1 malformed lines skipped" in text(result)
+
+
+def test_eval_image_list_restricts_images(dota_sample, tmp_path):
+    write_noisy_detections(dota_sample / "labelTxt", tmp_path / "dets")
+    (tmp_path / "list.txt").write_text("P0706\nP1888.png\n\n")
+    out = tmp_path / "m.json"
+    args = ["eval", "--dets", str(tmp_path / "dets"), "--gt", str(dota_sample / "labelTxt"), "--images", str(tmp_path / "list.txt"), "--json", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["num_images"] == 2
+    assert doc["per_class"]["plane"]["num_gt"] == 0  # planes are in other images
+    assert "detections on unlabelled images" in text(result)  # the other images' detections
+    (tmp_path / "list.txt").write_text("P9999\n")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "P9999" in text(result)

@@ -66,3 +66,22 @@ def test_merge_submit_errors(tmp_path):
     result = runner.invoke(app, ["merge-submit", "--dets", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--strict"])
     assert result.exit_code == 2 and "Task1_plane.txt:1" in text(result) and "not a patch name" in text(result)
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("Task1_*"))
+
+
+def test_merge_submit_with_manifest(tmp_path):
+    import json
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "Task1_ship.txt").write_text("tileA 0.5 0 0 10 0 10 10 0 10\n")
+    manifest = {"format": "rgfl-split/1", "images": [{"stem": "P5", "patches": [{"name": "tileA", "x": 824, "y": 0, "rate": 1.0}]}]}
+    (tmp_path / "split_manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "o"
+    args = ["merge-submit", "--dets", str(tmp_path / "in"), "--out", str(out), "--manifest", str(tmp_path / "split_manifest.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ship = read_task1_dir(out, DOTA_V1_0)["ship"]
+    assert ship.image_ids == ["P5"]
+    np.testing.assert_array_equal(ship.polygons[0], [824, 0, 834, 0, 834, 10, 824, 10])
+    (tmp_path / "split_manifest.json").write_text("{}")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "not an rgfl split manifest" in text(result)
