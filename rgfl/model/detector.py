@@ -178,12 +178,18 @@ class RotatedGFL(nn.Module):
         outputs = self(images)
         return self.losses(outputs, targets)
 
-    def losses(self, outputs: HeadOutputs, targets: list[Target]) -> dict[str, Tensor]:
-        """Losses of precomputed head ``outputs`` (see :meth:`compute_losses`)."""
+    def losses(
+        self, outputs: HeadOutputs, targets: list[Target], assignments: list[AssignResult] | None = None
+    ) -> dict[str, Tensor]:
+        """Losses of precomputed head ``outputs`` (see :meth:`compute_losses`).
+
+        ``assignments`` (one per image, from :meth:`assign`) may be given to reuse or time them.
+        """
         device = outputs.cls_logits.device
         priors = self.priors(outputs, device)
         batch, num_priors, num_classes = outputs.cls_logits.shape
-        assignments = [self.assign(priors, target.to(device)) for target in targets]
+        if assignments is None:
+            assignments = [self.assign(priors, target.to(device)) for target in targets]
 
         # Flatten images into one axis of B * P anchors.
         labels = torch.full((batch, num_priors), num_classes, dtype=torch.long, device=device)
