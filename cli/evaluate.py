@@ -123,7 +123,7 @@ def eval_command(
         from rgfl.cli.run_model import eval_checkpoint_command
 
         return eval_checkpoint_command(
-            checkpoint, dets, data, out, merged, gt, classes, ap_method, iou_thrs, json_path, strict, batch_size, workers, device, amp
+            checkpoint, dets, data, out, merged, gt, classes, ap_method, iou_thrs, json_path, strict, batch_size, workers, device, amp, images
         )
     if data is not None or out is not None or merged:
         raise InputError("--data, --out and --merged run a model: give the CHECKPOINT first (rgfl eval CHECKPOINT --data SPLIT_VAL_ROOT --out DIR)")

@@ -241,6 +241,7 @@ def eval_checkpoint(
     ap_method: str = "voc07",
     strict: bool = False,
     merge_options: dict | None = None,
+    image_list: Sequence[str] | None = None,
 ):
     """`rgfl eval CHECKPOINT`: infer the split val set, then score it (patch level, or merged).
 
@@ -273,7 +274,7 @@ def eval_checkpoint(
     else:
         dets_dir, gt_dir, level = patch_dets, data / "labelTxt", "patch level"
     problems = ProblemLog(strict=strict)
-    result = evaluate_detections(dets_dir, gt_dir, names, COCO_IOU_THRS if iou_thrs is None else iou_thrs, ap_method, problems)
+    result = evaluate_detections(dets_dir, gt_dir, names, COCO_IOU_THRS if iou_thrs is None else iou_thrs, ap_method, problems, image_list)
     write_eval_json(out / "metrics.json", result)
     print_eval_table(result, title=f"{checkpoint.name}, {level}")
     print_paths([("detections", dets_dir), ("metrics", out / "metrics.json")])
@@ -281,12 +282,12 @@ def eval_checkpoint(
 
 
 def eval_checkpoint_command(
-    checkpoint: Path, dets, data, out, merged, gt, classes, ap_method, iou_thrs, json_path, strict, batch_size, workers, device, amp
+    checkpoint: Path, dets, data, out, merged, gt, classes, ap_method, iou_thrs, json_path, strict, batch_size, workers, device, amp, images=None
 ) -> None:
     """The CHECKPOINT path of `rgfl eval` (options checked here, work in :func:`eval_checkpoint`)."""
     from rgfl.cli.evaluate import write_eval_json
     from rgfl.dota.classes import resolve_classes
-    from rgfl.evaluation import parse_iou_thresholds
+    from rgfl.evaluation import parse_iou_thresholds, read_image_list
 
     if dets is not None:
         raise RgflError("give either a CHECKPOINT (to run a model) or --dets (to score detection files), not both")
@@ -297,7 +298,8 @@ def eval_checkpoint_command(
     thresholds = parse_iou_thresholds(iou_thrs)
     names = resolve_classes(classes) if classes is not None else None
     settings = inference_settings(batch_size, workers, device, amp)
-    result = eval_checkpoint(checkpoint, data, out, merged, gt, settings, names, thresholds, ap_method, strict)
+    image_list = read_image_list(images) if images is not None else None
+    result = eval_checkpoint(checkpoint, data, out, merged, gt, settings, names, thresholds, ap_method, strict, image_list=image_list)
     if json_path is not None:
         write_eval_json(json_path, result)
         console.print(f"wrote {json_path}", highlight=False)
