@@ -129,8 +129,9 @@ def draw_polygons(
     scores: np.ndarray | None = None,
     dashed: bool = False,
     style: DrawStyle | None = None,
+    copy: bool = True,
 ) -> np.ndarray:
-    """Draw quadrilaterals onto a copy of ``image``.
+    """Draw quadrilaterals onto a copy of ``image`` (onto ``image`` itself with ``copy=False``).
 
     Args:
         image: ``uint8 [H, W, 3]`` RGB.
@@ -141,11 +142,11 @@ def draw_polygons(
         dashed: dashed outlines (used for ground truth).
 
     Returns:
-        a new ``uint8 [H, W, 3]`` RGB array.
+        the ``uint8 [H, W, 3]`` RGB array drawn on.
     """
     import cv2
 
-    canvas = np.ascontiguousarray(image.copy())
+    canvas = np.ascontiguousarray(image.copy()) if copy else image
     polygons = np.asarray(polygons, dtype=np.float64).reshape(-1, 8)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if polygons.shape[0] != labels.shape[0]:
@@ -170,8 +171,10 @@ def draw_polygons(
     return canvas
 
 
-def draw_legend(image: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, int], str]], style: DrawStyle | None = None) -> np.ndarray:
-    """Draw a legend box in the top-left corner of a copy of ``image``.
+def draw_legend(
+    image: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, int], str]], style: DrawStyle | None = None, copy: bool = True
+) -> np.ndarray:
+    """Draw a legend box in the top-left corner of a copy of ``image`` (of ``image`` with ``copy=False``).
 
     Args:
         image: ``uint8 [H, W, 3]`` RGB.
@@ -179,7 +182,7 @@ def draw_legend(image: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, 
     """
     import cv2
 
-    canvas = np.ascontiguousarray(image.copy())
+    canvas = np.ascontiguousarray(image.copy()) if copy else image
     if not entries:
         return canvas
     style = style or DrawStyle.for_image(*canvas.shape[:2])
@@ -226,25 +229,23 @@ def draw_scene(
     """
     style = DrawStyle.for_image(*image.shape[:2])
     style.show_text = text
-    canvas = image
+    canvas = np.ascontiguousarray(image.copy())  # the only copy: a 20000 px image is 1.2 GB
     counts: dict[int, dict[str, int]] = {}
     if gt_polygons is not None and gt_labels is not None and len(gt_labels):
-        canvas = draw_polygons(canvas, gt_polygons, gt_labels, class_names, dashed=True, style=style)
+        draw_polygons(canvas, gt_polygons, gt_labels, class_names, dashed=True, style=style, copy=False)
         for label in np.asarray(gt_labels).tolist():
             counts.setdefault(int(label), {}).setdefault("gt", 0)
             counts[int(label)]["gt"] += 1
     if det_polygons is not None and det_labels is not None and len(det_labels):
-        canvas = draw_polygons(canvas, det_polygons, det_labels, class_names, scores=det_scores, style=style)
+        draw_polygons(canvas, det_polygons, det_labels, class_names, scores=det_scores, style=style, copy=False)
         for label in np.asarray(det_labels).tolist():
             counts.setdefault(int(label), {}).setdefault("det", 0)
             counts[int(label)]["det"] += 1
-    if canvas is image:
-        canvas = image.copy()
     if legend:
         entries = []
         for label in sorted(counts):
             name = class_names[label] if 0 <= label < len(class_names) else str(label)
             extra = "  ".join(f"{kind} {n}" for kind, n in sorted(counts[label].items(), reverse=True))
             entries.append((name, class_color(label), extra))
-        canvas = draw_legend(canvas, entries, style=style)
+        draw_legend(canvas, entries, style=style, copy=False)
     return canvas
