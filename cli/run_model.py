@@ -178,13 +178,14 @@ def read_image_detections(dets: Path, image_id: str, class_names: list[str]):
     """Detections of one image from a Task1 folder: polygons [N, 8], scores [N], labels [N]."""
     import numpy as np
 
-    from rgfl.dota.task1 import iter_task1_files, read_task1_file
+    from rgfl.dota.task1 import TASK1_PREFIX, read_task1_file
     from rgfl.errors import ProblemLog
 
     polygons, scores, labels = [np.zeros((0, 8))], [np.zeros((0,))], [np.zeros((0,), dtype=np.int64)]
     found = False
     problems = ProblemLog()
-    for name, path in iter_task1_files(Path(dets)):
+    for path in sorted(Path(dets).glob(f"{TASK1_PREFIX}*.txt")):
+        name = path.name[len(TASK1_PREFIX) : -len(".txt")]
         found = True
         if name not in class_names:
             class_names.append(name)
