@@ -191,6 +191,11 @@ class PatchDetections:
     def num_patches(self) -> int:
         return len(self._patches)
 
+    @property
+    def num_runs(self) -> int:
+        """Byte ranges indexed: what the index holds in memory instead of the detections."""
+        return sum(len(runs) for runs in self._runs.values())
+
     def _bad_name(self, name: str, path: Path | None, line: int | None) -> None:
         where = "is not in the split manifest" if self.resolve.manifest is not None else "is not a patch name"
         self.problems.report(

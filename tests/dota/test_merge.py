@@ -213,3 +213,14 @@ def test_model_detections_become_task1_and_merge(device):
     (image,) = list(merge_patch_detections(PatchDetections(per_class, ["a", "b"])))
     assert image.stem == "P7" and image.labels.tolist() == [0, 1]  # the near-duplicate is suppressed
     np.testing.assert_allclose(image.polygons[0], [108, 8, 112, 8, 112, 12, 108, 12], atol=1e-6)
+
+
+def test_index_holds_ranges_not_detections(tmp_path):
+    # 3000 lines of one image over 30 patches, then 3000 of another: two byte ranges in the index.
+    rows = [line(f"A__1024__{512 * (k % 30)}___0", 0.5, SQUARE) for k in range(3000)]
+    rows += [line(f"B__1024__0___{512 * (k % 30)}", 0.5, SQUARE) for k in range(3000)]
+    write_patch_files(tmp_path / "in", {"plane": rows})
+    source = PatchDetections(tmp_path / "in", ["plane"])
+    assert source.num_runs == 2 and source.num_patches == 60
+    labels, scores, polygons = source.load("B")
+    assert len(scores) == 3000 and polygons[:, 1::2].max() == 512 * 29 + 10
