@@ -49,7 +49,7 @@ def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
 
 def build_model(cfg: ModelConfig, num_classes: int, pretrained: str | None = None) -> nn.Module:
     """The detector; ``pretrained`` overrides ``cfg.pretrained`` (e.g. "none" when a checkpoint follows)."""
-    from rgfl.model import RotatedGFL
+    from rgfl.model.detector import RotatedGFL
 
     kwargs = model_kwargs(cfg)
     if pretrained is not None:

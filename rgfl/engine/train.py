@@ -569,10 +569,10 @@ class Trainer:
         )
 
     def _validate(self, epoch: int, jsonl: JsonLinesLog | None, tensorboard: TensorBoardLog | None) -> None:
-        """Validation hook: AP50/AP75/mAP through the evaluator of ``rgfl eval`` (see docs/training.md)."""
+        """AP50/AP75/mAP on ``eval.data`` through the evaluator of ``rgfl eval`` (rank 0; others wait)."""
         self.detector.eval()
         try:
-            metrics = validate(self.detector, self.cfg, self.names, self.device) if self.is_main else None
+            metrics = validate(self.detector, self.cfg, self.names, self.device, self.amp_dtype) if self.is_main else None
         finally:
             self.detector.train()
         dist_utils.barrier()

@@ -57,6 +57,12 @@ def test_unknown_set_key(tmp_path):
     assert_one_line_error(result, "unknown --set key 'optimizer.momentun'", "did you mean 'optimizer.momentum'?")
 
 
+def test_validation_without_data(tmp_path):
+    split = make_split(tmp_path / "split", images=2)
+    result = invoke(TINY_CONFIG, "--data", split, "--work-dir", tmp_path / "run", "--set", "eval.interval=1")
+    assert_one_line_error(result, "eval.interval is set but eval.data is not")
+
+
 def test_missing_config_file(tmp_path):
     result = invoke(tmp_path / "nope.yaml", "--data", tmp_path, "--work-dir", tmp_path / "run")
     assert_one_line_error(result, "nope.yaml: config file not found")
@@ -86,7 +92,7 @@ def test_resume_path_not_found(tmp_path):
 @requires_pipeline
 def test_short_run_and_resume_of_a_finished_run(tmp_path):
     split = make_split(tmp_path / "split", images=2)
-    args = [TINY_CONFIG, "--data", split, "--work-dir", tmp_path / "run", "--set", "data.batch_size=2", "--set", "data.input_size=128", "--set", "data.workers=0", "--set", "schedule.epochs=1", "--set", "train.device=cpu"]
+    args = [TINY_CONFIG, "--data", split, "--work-dir", tmp_path / "run", "--set", "data.batch_size=2", "--set", "data.input_size=64", "--set", "data.workers=0", "--set", "schedule.epochs=1", "--set", "train.device=cpu"]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert "finished (completed) after 1 epochs, 1 iterations" in " ".join(result.output.split())

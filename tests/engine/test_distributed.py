@@ -31,13 +31,13 @@ def _worker(rank: int, world_size: int, port: int, data: str, work_dir: str) -> 
     from rgfl.engine.train import Trainer
 
     # skip_empty: the detector all-reduces its loss normalizers, and every rank must reach them.
-    cfg = tiny_config(Path(data), **{"schedule.epochs": 1, "data.batch_size": 1, "schedule.max_iters": 2, "data.skip_empty": True})
+    cfg = tiny_config(Path(data), **{"schedule.epochs": 1, "data.batch_size": 1, "data.skip_empty": True})
     trainer = Trainer(cfg, work_dir)
     initial = {k: v.clone() for k, v in trainer.detector.state_dict().items()}
     seen = [index for batch in trainer.sampler for _, index in batch]
     result = trainer.run()
     torch.save(
-        {"weights": trainer.detector.state_dict(), "initial": initial, "seen": seen, "iteration": result.iteration, "status": result.status},
+        {"weights": trainer.detector.state_dict(), "initial": initial, "seen": seen, "size": len(trainer.dataset), "iteration": result.iteration, "status": result.status},
         Path(work_dir) / f"rank{rank}.pt",
     )
     distributed.cleanup()
@@ -46,11 +46,12 @@ def _worker(rank: int, world_size: int, port: int, data: str, work_dir: str) -> 
 def test_two_process_gloo_run_keeps_ranks_in_sync(tiny_split, tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tiny_split), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
-    assert [r["status"] for r in ranks] == ["max_iters", "max_iters"]
-    assert [r["iteration"] for r in ranks] == [2, 2]
-    # Each rank trained on its own half of the data (5 patches padded to 6: one is seen twice) ...
-    assert len(ranks[0]["seen"]) == len(ranks[1]["seen"]) == 3
-    assert set(ranks[0]["seen"]) | set(ranks[1]["seen"]) == set(range(5))
+    half = (ranks[0]["size"] + 1) // 2  # one epoch, batch 1 per rank
+    assert [r["status"] for r in ranks] == ["completed", "completed"]
+    assert [r["iteration"] for r in ranks] == [half, half]
+    # Each rank trained on its own half of the data (padded to equal halves) ...
+    assert len(ranks[0]["seen"]) == len(ranks[1]["seen"]) == half
+    assert set(ranks[0]["seen"]) | set(ranks[1]["seen"]) == set(range(ranks[0]["size"]))
     # ... and DDP's gradient all-reduce kept the weights identical.
     for key, weight in ranks[0]["weights"].items():
         assert torch.equal(weight, ranks[1]["weights"][key]), key
@@ -58,7 +59,8 @@ def test_two_process_gloo_run_keeps_ranks_in_sync(tiny_split, tmp_path):
     assert changed, "the weights moved"
     # Rank 0 alone writes the log and the checkpoint; the logged batch is the total over ranks.
     records = train_records(tmp_path)
-    assert [r["iteration"] for r in records] == [1, 2]
+    assert [r["iteration"] for r in records] == list(range(1, half + 1))
     assert records[0]["images_per_s"] > 0
-    assert (tmp_path / "checkpoints" / "iter_0000002.pt").is_file()
-    assert len(torch.load(tmp_path / "checkpoints" / "iter_0000002.pt", weights_only=True)["rng"]) == 2  # every rank's RNG
+    checkpoint = torch.load(tmp_path / "checkpoints" / "epoch_0001.pt", weights_only=True)
+    assert len(checkpoint["rng"]) == 2  # every rank's RNG state
+    assert all(torch.equal(w, ranks[0]["weights"][k]) for k, w in checkpoint["model"].items())

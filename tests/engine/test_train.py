@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -32,10 +33,11 @@ class SignalAt:
 
 
 def test_short_run_writes_checkpoint_resolved_config_and_json_log(tiny_split, tmp_path):
-    cfg = tiny_config(tiny_split, **{"schedule.epochs": 1})
+    # Validation on the training patches themselves, through the DOTA evaluator of `rgfl eval`.
+    cfg = tiny_config(tiny_split, **{"schedule.epochs": 1, "eval.interval": 1, "eval.data": tiny_split})
     result = train(cfg, tmp_path)
     assert result.status == "completed"
-    assert result.iteration == 3  # 6 patches (one empty, kept), batch 2
+    assert result.iteration == 2  # 4 patches (one empty, kept), batch 2
     checkpoint = tmp_path / "checkpoints" / "epoch_0001.pt"
     assert result.checkpoint == checkpoint and find_latest_checkpoint(tmp_path) == checkpoint
 
@@ -43,16 +45,20 @@ def test_short_run_writes_checkpoint_resolved_config_and_json_log(tiny_split, tm
     assert config_from_dict(resolved) == cfg
 
     records = train_records(tmp_path)
-    assert [r["iteration"] for r in records] == [1, 2, 3]
+    assert [r["iteration"] for r in records] == [1, 2]
     for record in records:
         for key in ("epoch", "lr", "loss", "loss_qfl", "loss_bbox", "loss_dfl", "images_per_s", "eta", "memory_mb", "data_wait_fraction"):
             assert key in record, key
         assert math.isfinite(record["loss"])
     assert records[0]["lr"] == pytest.approx(0.01 * 2 / 16 * 0.001)  # scaled lr x warmup ratio
 
+    (validation,) = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines() if '"val"' in line]
+    assert validation["epoch"] == 1 and validation["num_images"] == 4
+    assert all(0.0 <= validation[key] <= 1.0 for key in ("AP50", "AP75", "mAP"))
+
     state = load_checkpoint(checkpoint)
     assert state["config"] == config_to_dict(cfg)
-    assert state["iteration"] == 3 and state["complete"] and state["epoch"] == 0
+    assert state["iteration"] == 2 and state["complete"] and state["epoch"] == 0
     # The checkpoint rebuilds the detector for inference (what `rgfl eval` uses).
     detector, stored = load_detector(checkpoint)
     assert stored == cfg and not detector.training
@@ -64,17 +70,17 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_losses(tiny_split, tm
     # Augmentation on (flips), so resume must also reproduce the per-sample random draws.
     overrides = {"data.vflip": 0.25, "data.hflip": 0.5}
     full = train(tiny_config(tiny_split, **overrides), tmp_path / "full")
-    assert full.status == "completed" and full.iteration == 6
+    assert full.status == "completed" and full.iteration == 4
 
-    # SIGINT after iteration 4 = mid-epoch 2: a checkpoint is saved and the run stops cleanly.
-    stopped = train(tiny_config(tiny_split, **overrides), tmp_path / "split", callbacks=[SignalAt(4)])
-    assert stopped.status == "interrupted" and stopped.iteration == 4
-    assert stopped.checkpoint.name == "iter_0000004.pt"
+    # SIGINT after iteration 3 = mid-epoch 2: a checkpoint is saved and the run stops cleanly.
+    stopped = train(tiny_config(tiny_split, **overrides), tmp_path / "split", callbacks=[SignalAt(3)])
+    assert stopped.status == "interrupted" and stopped.iteration == 3
+    assert stopped.checkpoint.name == "iter_0000003.pt"
     state = load_checkpoint(stopped.checkpoint)
     assert (state["epoch"], state["batch_in_epoch"], state["complete"]) == (1, 1, False)
 
     resumed = train(tiny_config(tiny_split, **overrides), tmp_path / "split", resume=True)
-    assert resumed.status == "completed" and resumed.iteration == 6
+    assert resumed.status == "completed" and resumed.iteration == 4
 
     def losses(folder):
         return [(r["iteration"], r["lr"], r["loss_qfl"], r["loss_bbox"], r["loss_dfl"]) for r in train_records(folder)]
@@ -86,10 +92,10 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_losses(tiny_split, tm
 
 
 def test_sigterm_leaves_a_loadable_checkpoint(tiny_split, tmp_path):
-    result = train(tiny_config(tiny_split), tmp_path, callbacks=[SignalAt(2, signal.SIGTERM)])
+    result = train(tiny_config(tiny_split), tmp_path, callbacks=[SignalAt(1, signal.SIGTERM)])
     assert result.status == "interrupted"
     state = load_checkpoint(find_latest_checkpoint(tmp_path))
-    assert state["iteration"] == 2
+    assert state["iteration"] == 1
     model = build_model(tiny_config(tiny_split).model, len(class_names(tiny_config(tiny_split).data)))
     model.load_state_dict(state["model"])  # complete and consistent
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
@@ -121,11 +127,11 @@ def make_trainer(cfg, work_dir, bad_iterations):
 
 
 def test_nonfinite_loss_stops_with_iteration_term_and_last_checkpoint(tiny_split, tmp_path):
-    trainer = make_trainer(tiny_config(tiny_split), tmp_path, bad_iterations={5})
+    trainer = make_trainer(tiny_config(tiny_split), tmp_path, bad_iterations={3})
     with pytest.raises(NonFiniteLossError) as info:
         trainer.run()
     message = str(info.value)
-    assert "non-finite loss at iteration 5 (epoch 2, batch 2/3)" in message
+    assert "non-finite loss at iteration 3 (epoch 2, batch 1/2)" in message
     assert "loss_qfl = nan" in message
     assert f"last good checkpoint: {tmp_path / 'checkpoints' / 'epoch_0001.pt'}" in message
 
