@@ -143,7 +143,7 @@ def main() -> None:
         rgfl("synth", synth / "train", "--images", args.train_images, "--size", args.image_size, "--seed", 0, "--empty-fraction", 0, "--classes", SYNTH_CLASSES)
         rgfl("synth", synth / "val", "--images", args.val_images, "--size", args.image_size, "--seed", 1, "--empty-fraction", 0, "--classes", SYNTH_CLASSES)
         for part in ("train", "val"):
-            rgfl("split", synth / part, split / part, "--size", 512, "--overlap", 128)
+            rgfl("split", synth / part, split / part, "--size", 512, "--overlap", 128, "--workers", 1)
         print(f"data: {time.perf_counter() - began:.1f} s", flush=True)
         milestones = [max(1, round(args.epochs * 8 / 12)), max(1, round(args.epochs * 11 / 12))]
         overrides = [
@@ -164,7 +164,7 @@ def main() -> None:
 
     if args.real:
         real_split = out / "real_split"
-        rgfl("split", SAMPLE, real_split, "--size", 512, "--overlap", 128)
+        rgfl("split", SAMPLE, real_split, "--size", 512, "--overlap", 128, "--workers", 1)
         classes = present_classes(SAMPLE / "labelTxt")
         labelled = {p.stem for p in (SAMPLE / "images").iterdir()}
         gt_dir = out / "real_gt"

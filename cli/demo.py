@@ -49,6 +49,7 @@ class DemoPlan:
     epochs: int
     max_iters: int | None
     objects: int | None
+    input_size: int | None = None  # None: the config's data.input_size
 
     @classmethod
     def full(cls) -> "DemoPlan":
@@ -58,7 +59,9 @@ class DemoPlan:
 
     @classmethod
     def quick(cls) -> "DemoPlan":
-        return cls(train_images=2, val_images=2, test_images=1, image_size=640, patch_size=384, overlap=64, epochs=1, max_iters=4, objects=12)
+        return cls(
+            train_images=2, val_images=2, test_images=1, image_size=640, patch_size=384, overlap=64, epochs=1, max_iters=4, objects=12, input_size=128
+        )
 
 
 def find_config(name: str = CONFIG_NAME) -> Path:
@@ -125,13 +128,19 @@ def demo_command(
             ],
         )
     for part in ("train", "val", "test"):
-        stage(f"split {part}", ["split", str(synth / part), str(split / part), "--size", str(plan.patch_size), "--overlap", str(plan.overlap)])
+        # --workers 1: a few images split faster in this process than a worker pool starts.
+        stage(
+            f"split {part}",
+            ["split", str(synth / part), str(split / part), "--size", str(plan.patch_size), "--overlap", str(plan.overlap), "--workers", "1"],
+        )
 
     overrides = ["--set", f"data.classes={DEMO_CLASSES}", "--set", f"schedule.epochs={epochs}", "--set", f"train.device={device}"]
     # A short run: warm up over 20 iterations instead of the config's 100 (which would be most of it).
     overrides += ["--set", "schedule.warmup_iters=20"]
     if plan.max_iters is not None:
         overrides += ["--set", f"schedule.max_iters={plan.max_iters}"]
+    if plan.input_size is not None:
+        overrides += ["--set", f"data.input_size={plan.input_size}"]
     stage("train", ["train", str(config), "--data", str(split / "train"), "--work-dir", str(work), *overrides])
     checkpoint = _latest_checkpoint(work)
 
