@@ -186,17 +186,22 @@ def _pairwise_torch(boxes1: Tensor, boxes2: Tensor, mode: str) -> Tensor:
 
 
 def _resolve_backend(backend: str, needs_graph: bool, device: torch.device) -> str:
-    if backend == "auto":
-        backend = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
-        if backend not in BACKENDS:
-            raise ValueError(f"{BACKEND_ENV}={backend!r} is not a geometry backend; expected one of {', '.join(BACKENDS)}")
+    """The explicit argument is obeyed (non-differentiable backends refuse gradients); with
+    ``"auto"`` the environment variable is a preference that never breaks a differentiable call."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown geometry backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if backend == "auto":
-        return "numba" if device.type == "cpu" and not needs_graph else "torch"
-    if backend == "numba" and needs_graph:
-        raise ValueError("backend='numba' is not differentiable; use backend='torch' (or 'auto') for gradients")
-    return backend
+    if backend != "auto":
+        if backend in ("numba", "mmcv") and needs_graph:
+            raise ValueError(f"backend={backend!r} is not differentiable; use backend='torch' (or 'auto') for gradients")
+        return backend
+    preference = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
+    if preference not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={preference!r} is not a geometry backend; expected one of {', '.join(BACKENDS)}")
+    if needs_graph or preference == "torch":
+        return "torch"
+    if preference == "mmcv":
+        return "mmcv"
+    return "numba" if device.type == "cpu" else "torch"
 
 
 def _as_tensor(x: Any) -> tuple[Tensor, bool]:
@@ -217,11 +222,13 @@ def box_iou_rotated(boxes1: Any, boxes2: Any, mode: str = "iou", aligned: bool =
         boxes2: Tensor[M, 5] obb (``M == N`` when ``aligned``), same dtype and device.
         mode: ``"iou"`` (intersection over union) or ``"iof"`` (intersection over ``boxes1``'s area).
         aligned: compare ``boxes1[i]`` with ``boxes2[i]`` only.
-        backend: ``"auto"`` (default; the numba CPU kernel when no gradient is needed on a CPU
-            tensor, the differentiable torch path otherwise; the environment variable
-            ``RGFL_GEOMETRY_BACKEND`` overrides it), ``"torch"``, ``"numba"`` (CPU kernel, no
-            gradient), or ``"mmcv"`` (mmcv.ops compiled kernel; note its known errors for boxes
-            given in another parametrisation; error if mmcv is not installed).
+        backend: ``"auto"`` (default: the numba CPU kernel for CPU tensors that need no gradient,
+            the differentiable torch path otherwise), ``"torch"``, ``"numba"`` (CPU kernel, no
+            gradient), or ``"mmcv"`` (mmcv.ops compiled kernel, no gradient; note its known errors
+            for boxes given in another parametrisation; RuntimeError if mmcv is not installed).
+            With ``"auto"``, the environment variable ``RGFL_GEOMETRY_BACKEND`` (``torch``,
+            ``numba``, ``mmcv``) states a preference for calls that need no gradient; calls that
+            need one always use the torch path.
 
     Returns:
         Tensor[N, M] (or Tensor[N] when ``aligned``) in ``[0, 1]``, dtype and device of the input.

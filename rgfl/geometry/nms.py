@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from rgfl.geometry.iou import BACKEND_ENV, _as_tensor
-from rgfl.geometry.iou_numba import box_hbb, pair_iou
+from rgfl.geometry.iou_numba import box_hbb, pair_iou, prepare_boxes
 
 __all__ = ["nms_rotated", "batched_nms_rotated"]
 
@@ -51,6 +51,7 @@ def _grid_ranges(hbb, x0, y0, cell, nx, ny):
 def _greedy_nms(boxes, order, labels, iou_threshold, cell):
     """Greedy NMS over ``boxes`` [N, 5] float64 visited in ``order``; returns kept indices."""
     n = boxes.shape[0]
+    boxes = prepare_boxes(boxes)
     hbb = box_hbb(boxes)
     x0, y0 = hbb[:, 0].min(), hbb[:, 1].min()
     x1, y1 = hbb[:, 2].max(), hbb[:, 3].max()

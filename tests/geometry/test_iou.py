@@ -226,7 +226,12 @@ def test_environment_variable_selects_backend(monkeypatch):
     reference = box_iou_rotated(boxes1, boxes2, backend="torch")
     monkeypatch.setenv("RGFL_GEOMETRY_BACKEND", "numba")
     assert torch.allclose(box_iou_rotated(boxes1, boxes2), reference, atol=1e-12)
+    # The preference never breaks a differentiable call.
+    grad_boxes = boxes1.clone().requires_grad_(True)
+    box_iou_rotated(grad_boxes, boxes2).sum().backward()
+    assert grad_boxes.grad is not None and bool(torch.isfinite(grad_boxes.grad).all())
     monkeypatch.setenv("RGFL_GEOMETRY_BACKEND", "mmcv")
+    box_iou_rotated(boxes1.clone().requires_grad_(True), boxes2).sum().backward()
     try:
         import mmcv.ops  # noqa: F401
     except Exception:

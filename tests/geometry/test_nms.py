@@ -143,3 +143,21 @@ def test_empty_numpy_and_bad_input():
         nms_rotated(torch.tensor([[0, 0, 4, 2, float("nan")]]), torch.tensor([0.5]), 0.5)
     with pytest.raises(ValueError, match=r"scores \[N\]"):
         nms_rotated(torch.zeros(3, 5), torch.zeros(2), 0.5)
+
+
+def test_mmcv_backend_is_opt_in_with_a_clear_error(monkeypatch):
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 2.0, 0.0], [0.5, 0.0, 4.0, 2.0, 0.0]])
+    scores = torch.tensor([0.9, 0.8])
+    try:
+        import mmcv.ops  # noqa: F401
+
+        pytest.skip("mmcv is installed here")
+    except Exception:
+        pass
+    with pytest.raises(RuntimeError, match="mmcv"):
+        nms_rotated(boxes, scores, 0.5, backend="mmcv")
+    monkeypatch.setenv("RGFL_GEOMETRY_BACKEND", "mmcv")
+    with pytest.raises(RuntimeError, match="RGFL_GEOMETRY_BACKEND"):
+        nms_rotated(boxes, scores, 0.5)
+    monkeypatch.setenv("RGFL_GEOMETRY_BACKEND", "torch")  # an IoU preference: NMS stays exact
+    assert nms_rotated(boxes, scores, 0.5).tolist() == [0]
