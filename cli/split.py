@@ -40,12 +40,13 @@ def _parse_numbers(text: str, option: str, kind: type = float) -> list:
 def split_command(
     src: Annotated[Path, typer.Argument(help="DOTA folder with images/ and optionally labelTxt/ (none: test set).")],
     out: Annotated[Path, typer.Argument(help="Output folder: images/, labelTxt/ and split_manifest.json.")],
-    size: Annotated[int, typer.Option(min=1, help="Patch (window) side in pixels. [default: 1024]")] = None,  # type: ignore[assignment]
+    size: Annotated[int | None, typer.Option(min=1, help="Patch (window) side in pixels. [default: 1024]")] = None,
     overlap: Annotated[
-        int, typer.Option(min=0, help="Pixels shared by neighbouring windows (step = size - overlap). [default: 200]")
-    ] = None,  # type: ignore[assignment]
-    step: Annotated[int, typer.Option(min=1, help="Distance between window starts; give --step or --overlap.")] = None,  # type: ignore[assignment]
-    preset: Annotated[Preset, typer.Option(help=PRESET_HELP)] = None,  # type: ignore[assignment]
+        int | None,
+        typer.Option(min=0, help="Pixels shared by neighbouring windows (step = size - overlap). [default: 200]"),
+    ] = None,
+    step: Annotated[int | None, typer.Option(min=1, help="Distance between window starts; give --step or --overlap.")] = None,
+    preset: Annotated[Preset | None, typer.Option(help=PRESET_HELP)] = None,
     rates: Annotated[
         str,
         typer.Option(help="Comma-separated resize factors, e.g. 0.5,1.0,1.5: each one resizes the image and cuts the same grid."),
@@ -66,7 +67,7 @@ def split_command(
     no_pad: Annotated[bool, typer.Option("--no-pad", help="Write such patches at their smaller size instead.")] = False,
     ext: Annotated[ImageExt, typer.Option(help="Patch image format.")] = ImageExt.png,
     png_compression: Annotated[int, typer.Option(min=0, max=9, help="zlib level of PNG patches (1: fast).")] = 1,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes. [default: all cores]")] = None,  # type: ignore[assignment]
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes. [default: all cores]")] = None,
     classes: Annotated[
         str,
         typer.Option(help="Accepted classes: dota1.0, dota1.5, dota2.0, a comma list, a file, or 'any'."),
@@ -75,9 +76,10 @@ def split_command(
         bool,
         typer.Option(
             "--clip",
-            help="DOTA devkit truncation: clip cut objects to the window (4 points), difficulty 2 only at "
-            "IoF <= --iof-thr. Default (mmrotate): keep the full polygon, difficulty 2 for every cut object, "
-            "drop IoF < --iof-thr.",
+            help="DOTA devkit truncation (ImgSplit_multi_process): label coordinates truncated to integers "
+            "when read, cut objects clipped to the window (4 points, clamped into [1, size]), every output "
+            "coordinate truncated to an integer, difficulty 2 only at IoF <= --iof-thr. Default (mmrotate): "
+            "float coordinates, the full polygon, difficulty 2 for every cut object, drop IoF < --iof-thr.",
         ),
     ] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad input instead of skipping it.")] = False,

@@ -18,6 +18,12 @@ from typing import IO
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", newline: str | None = "\n") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success."""
@@ -31,6 +37,8 @@ def atomic_write(path: str | Path, mode: str = "w", newline: str | None = "\n") 
             handle = os.fdopen(fd, mode, encoding="utf-8", newline=newline)
         with handle:
             yield handle
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        os.chmod(tmp_name, 0o666 & ~_umask())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

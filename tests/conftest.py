@@ -17,3 +17,14 @@ def dota_sample() -> Path:
     if not (SAMPLE_DIR / "labelTxt").is_dir():
         pytest.skip(f"DOTA sample not found at {SAMPLE_DIR}")
     return SAMPLE_DIR
+
+
+@pytest.fixture(autouse=True)
+def _restore_rgfl_logger():
+    """CLI tests set up rich logging on the "rgfl" logger (propagate off); undo it after each test."""
+    import logging
+
+    logger = logging.getLogger("rgfl")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]

@@ -30,3 +30,13 @@ def test_problem_log_collects_or_raises(tmp_path):
     with pytest.raises(InputError) as info:
         ProblemLog(strict=True).report("bad thing", tmp_path / "f.txt", 3)
     assert info.value.line == 3 and str(info.value).endswith("f.txt:3: bad thing")
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+
+    path = tmp_path / "shared.txt"
+    atomic_write_text(path, "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)

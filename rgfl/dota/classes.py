@@ -39,7 +39,8 @@ def resolve_classes(spec: str | Path | list[str] | tuple[str, ...] | None) -> tu
     """Turn a class-set name, a file with one class per line, a comma list or a list into names.
 
     ``None`` means DOTA-v1.0. Accepted names: ``dota1.0``, ``dota1.5``, ``dota2.0`` (also
-    ``dota``, ``v1.0`` style spellings). A comma-separated string gives an explicit list.
+    ``dota``, ``v1.0`` style spellings). A comma-separated string gives an explicit list, and a
+    single word that is no set name or file (``plane``) a list of one class.
     """
     if spec is None:
         return DOTA_V1_0
@@ -47,7 +48,8 @@ def resolve_classes(spec: str | Path | list[str] | tuple[str, ...] | None) -> tu
         names = tuple(str(name).strip() for name in spec)
     else:
         text = str(spec).strip()
-        key = text.lower().replace("_", "").replace("-", "").replace("v", "")
+        raw_key = text.lower().replace("_", "").replace("-", "")
+        key = raw_key.replace("v", "")
         aliases = {"dota": "dota1.0", "dota1": "dota1.0", "1.0": "dota1.0", "1.5": "dota1.5", "2.0": "dota2.0"}
         key = aliases.get(key, key if key.startswith("dota") else "dota" + key)
         if key in CLASS_SETS:
@@ -59,6 +61,9 @@ def resolve_classes(spec: str | Path | list[str] | tuple[str, ...] | None) -> tu
                 raise InputError("the class file lists no class (expected one name per line)", path)
         elif "," in text:
             names = tuple(name.strip() for name in text.split(",") if name.strip())
+        elif text and not raw_key.startswith("dota") and not raw_key[:1].isdigit() and "/" not in text and " " not in text:
+            # One class name, e.g. --classes plane (a misspelt set name like dota3 is refused below).
+            names = (text,)
         else:
             raise InputError(
                 f"unknown class set {text!r}: use dota1.0, dota1.5, dota2.0, a comma-separated list "

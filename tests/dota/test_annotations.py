@@ -136,3 +136,10 @@ def test_class_file_and_errors(tmp_path):
         resolve_classes("dota3")
     with pytest.raises(InputError, match="duplicate"):
         resolve_classes("car,car")
+
+
+def test_single_class_name():
+    assert resolve_classes("plane") == ("plane",)
+    assert resolve_classes("small-vehicle") == ("small-vehicle",)
+    with pytest.raises(InputError, match="unknown class set"):
+        resolve_classes("3.0")

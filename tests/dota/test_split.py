@@ -18,6 +18,7 @@ from rgfl.dota.split import (
     MANIFEST_NAME,
     SplitConfig,
     assign_objects,
+    devkit_label_polygons,
     read_manifest,
     sliding_windows,
     split_dataset,
@@ -134,8 +135,8 @@ def test_clip_mode_reduces_five_points_and_drops_more():
     clipped = shapely.intersection(shapely.Polygon(kite[0].reshape(4, 2)), shapely.box(0, 0, 1024, 1024))
     assert len(clipped.exterior.coords) - 1 == 5
     # Clipped: (900,500) (1000,400) (1024,426.4) (1024,578.4) (1000,600); the shortest edge,
-    # (1024,578.4)-(1000,600) (32.3 px), becomes its midpoint (1012, 589.2).
-    np.testing.assert_allclose(w0.polygons, [[900, 500, 1000, 400, 1024, 426.4, 1012, 589.2]])
+    # (1024,578.4)-(1000,600) (32.3 px), becomes its midpoint (1012, 589.2); int() truncates.
+    np.testing.assert_array_equal(w0.polygons, [[900, 500, 1000, 400, 1024, 426, 1012, 589]])
     assert w0.difficult.tolist() == [0]  # IoF 0.96 > 0.7: difficulty kept
     # Cut by two borders into 6 vertices: dropped, as the devkit does.
     octagon_cut = np.array([[974, 974, 1074, 974, 1074, 1074, 974, 1074]], dtype=np.float64)
@@ -144,6 +145,110 @@ def test_clip_mode_reduces_five_points_and_drops_more():
     assert w0.classes == [] and w0.dropped == 1
     (w0,) = assign_objects(octagon_cut, ["plane"], np.array([0]), np.array([[0, 0, 1024, 1024]]), (2048, 2048), clip=True)
     assert w0.polygons.tolist() == [[974, 974, 1024, 974, 1024, 1024, 974, 1024]]
+
+
+def test_clip_mode_five_to_four_tie_collapses_the_first_shortest_edge_in_devkit_order():
+    # A diamond cut by x = 1024 gives a pentagon with two equally short edges (24, 24): which one
+    # collapses depends on the vertex order. The devkit takes shapely's intersection, orients it
+    # (orient(sign=1) reverses the closed ring, the start vertex stays) and picks the first minimum
+    # of the lengths of edges 0-1, 1-2, 2-3, 3-4, 4-0.
+    diamond = [(950, 500), (1000, 450), (1050, 500), (1000, 550)]
+    ring_ = shapely.Polygon([(0, 0), (1024, 0), (1024, 1024), (0, 1024)])
+    devkit_ring = shapely.geometry.polygon.orient(shapely.Polygon(diamond).intersection(ring_), 1.0)
+    # The vertex order the kit's loop sees (this is shapely's, the library the kit calls):
+    assert list(devkit_ring.exterior.coords)[:-1] == [(1000, 450), (1024, 474), (1024, 526), (1000, 550), (950, 500)]
+    # By hand: edge lengths 33.94, 52, 33.94, 70.71, 70.71 -> edge 0 (first minimum) collapses to
+    # (1012, 462): (1012,462) (1024,526) (1000,550) (950,500). Best start against the original
+    # (950,500) (1000,450) (1050,500) (1000,550): squared distances of the 4 rotations 21640,
+    # 34040, 14040, 1640 -> start at (950,500). IoF = (5000 - 676) / 5000 = 0.86 > 0.7: difficulty kept.
+    # (Collapsing the other tied edge would give ... 1000 450 1024 474 1012 538.)
+    polygon = np.array([sum(diamond, ())], dtype=np.float64)
+    window = np.array([[0, 0, 1024, 1024]])
+    (w0,) = assign_objects(polygon, ["plane"], np.array([1]), window, (2048, 2048), clip=True)
+    assert w0.polygons.tolist() == [[950, 500, 1012, 462, 1024, 526, 1000, 550]]
+    assert w0.difficult.tolist() == [1] and w0.truncated == 1
+
+
+def test_clip_mode_truncates_like_the_devkit(tmp_path):
+    """The devkit's int() on parsed labels and on shifted output, on a 1100 x 900 image (windows
+    x = 0 and 76, clip window ends at x = min(x + 1024, 1099), y = 899). Expected values by hand."""
+    labels = (
+        "1000 100 1050 130 1040 150 990 120 plane 0\n"
+        "73.1 500 83.1 500 83.1 520 73.1 520 small-vehicle 0\n"
+        "300.9 0.6 340.9 0.6 340.9 20.6 300.9 20.6 ship 0\n"
+    )
+    src = make_dataset(tmp_path / "src", {"mini": make_image(1100, 900)}, {"mini": labels})
+    out = tmp_path / "out"
+    split_dataset(src, out, SplitConfig(size=1024, step=824, clip=True, classes=None), workers=1)
+
+    def lines(name):
+        return (out / "labelTxt" / f"{name}.txt").read_text().splitlines()
+
+    # Window x = 0:
+    # plane: clipped at x = 1024 to (1000,100) (1024,114.4) (1024,140.4) (990,120); int() -> 114, 140;
+    #   IoF = 754 / 1300 = 0.58 <= 0.7 -> 2.
+    # small-vehicle: parsed as 73 500 83 500 83 520 73 520, wholly inside.
+    # ship: parsed as 300 0 340 0 340 20 300 20, wholly inside, written unclamped (y = 0 stays).
+    assert lines("mini__1024__0___0") == [
+        "1000 100 1024 114 1024 140 990 120 plane 2",
+        "73 500 83 500 83 520 73 520 small-vehicle 0",
+        "300 0 340 0 340 20 300 20 ship 0",
+    ]
+    # Window x = 76 (x2 = 1099): plane wholly inside, shifted by 76.
+    # small-vehicle: 76..83 of 73..83 -> IoF 140 / 200 = 0.7 exactly -> 2 (0.71 with float labels);
+    #   x = 76 - 76 = 0 clamped to 1, 83 - 76 = 7.
+    # ship: wholly inside, 300 - 76 = 224.
+    assert lines("mini__1024__76___0") == [
+        "924 100 974 130 964 150 914 120 plane 0",
+        "1 500 7 500 7 520 1 520 small-vehicle 2",
+        "224 0 264 0 264 20 224 20 ship 0",
+    ]
+
+
+def test_clip_mode_rate_truncates_then_scales_then_truncates(tmp_path):
+    """Rate 0.5 on a 2200 x 1800 image (resized 1100 x 900, windows x = 0 and 76). The devkit
+    parses int(), multiplies by the rate, shifts by the window and applies int() again."""
+    labels = (
+        "101.7 51.3 141.9 51.3 141.9 71.8 101.7 71.8 ship 0\n"  # -> 101 51 141 51 ... -> x 0.5
+        "2001.9 201 2101 201 2101 301.9 2001.9 301.9 plane 1\n"  # -> 2001 201 2101 201 2101 301 2001 301
+        "153.8 1000 171.2 1000 171.2 1020 153.8 1020 small-vehicle 0\n"  # -> 153 .. 171, x 0.5: 76.5 .. 85.5
+    )
+    src = make_dataset(tmp_path / "src", {"big": make_image(2200, 1800)}, {"big": labels})
+    out = tmp_path / "out"
+    split_dataset(src, out, SplitConfig(size=1024, step=824, rates=(0.5,), clip=True, classes=None), workers=1)
+
+    def lines(name):
+        return (out / "labelTxt" / f"{name}.txt").read_text().splitlines()
+
+    # Window x = 0 (clip window x 0..1024, y 0..899):
+    # ship: 50.5 25.5 70.5 25.5 70.5 35.5 50.5 35.5, wholly inside -> int: 50 25 70 25 70 35 50 35.
+    # plane: 1000.5 100.5 1050.5 100.5 1050.5 150.5 1000.5 150.5; clipped at x = 1024 (IoF 23.5 / 50
+    #   = 0.47 -> 2): (1000.5,100.5) (1024,100.5) (1024,150.5) (1000.5,150.5) -> 1000 100 1024 100 1024 150 1000 150.
+    # small-vehicle: 76.5 500 85.5 500 85.5 510 76.5 510, wholly inside -> 76 500 85 500 85 510 76 510.
+    assert lines("big__1024__0___0__r0.5") == [
+        "50 25 70 25 70 35 50 35 ship 0",
+        "1000 100 1024 100 1024 150 1000 150 plane 2",
+        "76 500 85 500 85 510 76 510 small-vehicle 0",
+    ]
+    # Window x = 76 (x2 = 1099): ship: 50.5..70.5 is left of 76: not written.
+    # plane: wholly inside: 1000.5 - 76 = 924.5 -> 924, 1050.5 - 76 = 974.5 -> 974.
+    # small-vehicle: wholly inside (76.5 >= 76): 0.5 -> 0 (no clamp for whole objects), 9.5 -> 9.
+    assert lines("big__1024__76___0__r0.5") == [
+        "924 100 974 100 974 150 924 150 plane 1",
+        "0 500 9 500 9 510 0 510 small-vehicle 0",
+    ]
+
+
+def test_clip_mode_skips_objects_without_area_after_truncation():
+    # 10.2..10.8 truncates to a zero-width polygon: the devkit skips it (area <= 0).
+    sliver = np.array([[10.2, 10, 10.8, 10, 10.8, 30, 10.2, 30]])
+    polygons = devkit_label_polygons(sliver)
+    np.testing.assert_array_equal(polygons, [[10, 10, 10, 10, 10, 30, 10, 30]])
+    (w0,) = assign_objects(polygons, ["ship"], np.array([0]), np.array([[0, 0, 1024, 1024]]), (2048, 2048), clip=True)
+    assert w0.classes == [] and w0.dropped == 1
+    # Truncation is toward zero (Python int()), not floor, and the rate multiplies the integers.
+    negative = np.array([[-0.5, 1.9, -1.5, 2.5, 3, 4, 5, 6]])
+    np.testing.assert_array_equal(devkit_label_polygons(negative, 0.5), [[0, 0.5, -0.5, 1, 1.5, 2, 2.5, 3]])
 
 
 # --------------------------------------------------------------------------------------------

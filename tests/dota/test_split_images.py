@@ -60,3 +60,16 @@ def test_read_image_refuses_bad_files(tmp_path):
         read_image(tmp_path / "missing.png")
     (tmp_path / "ok.jpg").write_bytes(jpg)
     assert read_image(tmp_path / "ok.jpg").shape == (50, 60, 3)
+
+
+def test_read_image_converts_grey_alpha_and_16_bit(tmp_path):
+    grey = np.arange(60 * 50, dtype=np.uint8).reshape(50, 60)
+    bgra = np.dstack([grey, grey // 2, grey // 3, np.full_like(grey, 7)])
+    cv2.imwrite(str(tmp_path / "grey.png"), grey)
+    cv2.imwrite(str(tmp_path / "alpha.png"), bgra)
+    cv2.imwrite(str(tmp_path / "deep.png"), grey.astype(np.uint16) * 257)
+    np.testing.assert_array_equal(read_image(tmp_path / "grey.png"), np.dstack([grey] * 3))
+    np.testing.assert_array_equal(read_image(tmp_path / "alpha.png"), bgra[..., :3])
+    deep = read_image(tmp_path / "deep.png")
+    assert deep.dtype == np.uint8 and deep.shape == (50, 60, 3)
+    np.testing.assert_array_equal(deep[..., 0], grey)

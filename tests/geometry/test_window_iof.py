@@ -88,3 +88,17 @@ def test_degenerate_and_empty_inputs():
     assert poly_window_iof(line, np.zeros((0, 4))).shape == (1, 0)
     with pytest.raises(ValueError, match="finite"):
         poly_window_iof(np.full((1, 8), np.nan), np.array([[0, 0, 1, 1]]))
+
+
+def test_self_touching_and_repeated_vertex_quads_match_shapely():
+    polys = np.array(
+        [
+            [0, 0, 10, 0, 10, 10, 10, 10],  # repeated vertex: a triangle
+            [0, 0, 10, 0, 5, 0, 5, 8],  # a vertex on another edge (zero-width spike + triangle)
+            [0, 0, 10, 0, 10, 10, 5, 0],  # vertex 4 touches edge 1-2's start line: pinched
+        ],
+        dtype=np.float64,
+    )
+    windows = np.array([[0, 0, 6, 6], [3, -1, 20, 4], [-5, -5, 5, 20]], dtype=np.float64)
+    got = poly_window_iof(polys, windows)
+    np.testing.assert_allclose(got, shapely_iof(polys, windows), atol=1e-12)
