@@ -51,6 +51,7 @@ class RotatedGFL(nn.Module):
         frozen_stages: -1 none, 0 stem, k stem + layer1..k (default 1).
         norm_eval: freeze every backbone BatchNorm (statistics and affine); default True.
         reg_max: bins minus one of each distribution; None -> 16 for ``gfl``, 8 for ``vanilla``.
+        feat_channels, stacked_convs: head towers (256 channels, 4 conv + GN(32) + ReLU each).
         octave_base_scale: side of the square anchor in strides (assignment only); default 4.
         strides: FPN strides; fixed to (8, 16, 32, 64, 128) by the P3-P7 neck.
         topk: ATSS candidates per level (9).
@@ -74,6 +75,8 @@ class RotatedGFL(nn.Module):
         frozen_stages: int = 1,
         norm_eval: bool = True,
         reg_max: int | None = None,
+        feat_channels: int = 256,
+        stacked_convs: int = 4,
         octave_base_scale: float = 4.0,
         strides: tuple[int, ...] | list[int] = FPN_STRIDES,
         topk: int = 9,
@@ -114,7 +117,14 @@ class RotatedGFL(nn.Module):
         self.max_per_img = max_per_img
 
         self.backbone = ResNetFPN(depth, pretrained, frozen_stages, norm_eval)
-        self.head = RotatedGFLHead(num_classes, head, reg_max, num_levels=len(self.strides))
+        self.head = RotatedGFLHead(
+            num_classes,
+            head,
+            reg_max,
+            feat_channels=feat_channels,
+            stacked_convs=stacked_convs,
+            num_levels=len(self.strides),
+        )
         self.assigner = RotatedATSSAssigner(topk)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -171,7 +181,8 @@ class RotatedGFL(nn.Module):
             targets: B ``Target`` (boxes Tensor[M, 5] le135 in input pixels, labels Tensor[M], ignore Tensor[M]).
 
         Returns: ``gfl``: ``loss_qfl``, ``loss_bbox``, ``loss_dfl``; ``vanilla``: ``loss_cls``,
-        ``loss_bbox``; plus ``num_pos`` (not a loss; for logging). Losses are float32 scalars.
+        ``loss_bbox``; plus, for logging only (no ``loss`` prefix), ``num_pos`` and ``pos_iou``
+        (mean rotated IoU of the decoded positives with their ground truths). Float32 scalars.
         """
         if len(targets) != images.shape[0]:
             raise ValueError(f"got {images.shape[0]} images but {len(targets)} targets")
@@ -274,6 +285,7 @@ class RotatedGFL(nn.Module):
             "loss_bbox": self.loss_bbox_weight * loss_bbox,
             "loss_dfl": self.loss_dfl_weight * loss_dfl,
             "num_pos": torch.tensor(float(num_pos), device=device),
+            "pos_iou": iou.detach().mean() if num_pos > 0 else torch.zeros((), device=device),
         }
 
     def _vanilla_losses(
@@ -304,6 +316,7 @@ class RotatedGFL(nn.Module):
             "loss_cls": self.loss_cls_weight * loss_cls / avg_factor,
             "loss_bbox": self.loss_bbox_weight * loss_bbox / avg_factor,
             "num_pos": torch.tensor(float(num_pos), device=device),
+            "pos_iou": iou.detach().mean() if num_pos > 0 else torch.zeros((), device=device),
         }
 
     # ------------------------------------------------------------------ inference

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from rgfl.model.detector import RotatedGFL
+from rgfl.model.detector import RotatedGFL, _closest_representation
 from rgfl.structures import Target
 from tests.conftest import DEVICES
 
@@ -101,7 +101,7 @@ def test_zero_ground_truths(head, device):
     empty = Target(torch.zeros(0, 5, device=device), torch.zeros(0, dtype=torch.long, device=device))
     losses = model.compute_losses(images, [empty, empty])
     assert float(losses["num_pos"]) == 0
-    assert float(losses["loss_bbox"]) == 0.0
+    assert float(losses["loss_bbox"].detach()) == 0.0
     assert all(torch.isfinite(v) for v in losses.values())
     _total(losses).backward()
     cls_grad = model.head.cls_conv.weight.grad
@@ -209,3 +209,22 @@ def test_losses_under_autocast(head, device):
         assert value.dtype == torch.float32 and torch.isfinite(value), key
     _total(losses).backward()
     assert model.head.reg_conv.weight.grad is not None
+
+
+def test_dfl_targets_follow_the_equivalent_box_closest_to_the_predicted_angle():
+    box = torch.tensor([[5.0, 6.0, 30.0, 10.0, 0.1]] * 4)
+    predicted = torch.tensor([0.15, 0.1 + math.pi / 2 + 0.2, 0.1 + math.pi - 0.3, 0.1 - math.pi / 2])
+    same = _closest_representation(box, predicted)
+    expected = torch.tensor(
+        [
+            [5.0, 6.0, 30.0, 10.0, 0.1],
+            [5.0, 6.0, 10.0, 30.0, 0.1 + math.pi / 2],
+            [5.0, 6.0, 30.0, 10.0, 0.1 + math.pi],
+            [5.0, 6.0, 10.0, 30.0, 0.1 - math.pi / 2],
+        ]
+    )
+    torch.testing.assert_close(same, expected)
+    # Every representation is the same rectangle.
+    from rgfl.ops import box_iou_rotated
+
+    torch.testing.assert_close(box_iou_rotated(same, box, aligned=True), torch.ones(4), atol=1e-5, rtol=0)
