@@ -60,6 +60,7 @@ class _Progress:
                 f"epoch {record['epoch']}/{record['epochs']} iter {record['iter_in_epoch']}/{record['iters_per_epoch']} "
                 f"({record['iteration']}/{record['total_iters']}) eta {record['eta']} {self._describe(record)}",
                 highlight=False,
+                soft_wrap=True,  # one line per record in job logs, however long
             )
 
     def on_validation(self, record: dict) -> None:
@@ -129,7 +130,12 @@ Ctrl-C (or SIGTERM from a job scheduler) saves a checkpoint and exits; --resume 
         return
     where = f"; checkpoint {result.checkpoint}" if result.checkpoint else ""
     if result.status == "interrupted":
-        console.print(f"interrupted at iteration {result.iteration}{where}. Continue with: rgfl train {config} --work-dir {work_dir} --resume", highlight=False)
+        data_arg = f" --data {data}" if data is not None else ""
+        console.print(
+            f"interrupted at iteration {result.iteration}{where}. Continue with: rgfl train {config}{data_arg} --work-dir {work_dir} --resume",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(130)
     skipped = f", {result.skipped_batches} batches skipped (non-finite loss)" if result.skipped_batches else ""
     console.print(f"finished ({result.status}) after {result.epoch} epochs, {result.iteration} iterations{skipped}{where}", highlight=False)

@@ -34,6 +34,8 @@ def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
         "pretrained": cfg.pretrained,
         "frozen_stages": cfg.frozen_stages,
         "norm_eval": cfg.norm_eval,
+        "feat_channels": cfg.feat_channels,
+        "stacked_convs": cfg.stacked_convs,
         "topk": cfg.topk,
         "nms_pre": cfg.nms_pre,
         "score_thr": cfg.score_thr,
@@ -69,6 +71,8 @@ def model_signature(cfg: Config) -> dict[str, Any]:
         "backbone": cfg.model.backbone,
         "classes": list(class_names(cfg.data)),
         "reg_max": cfg.model.reg_max,
+        "feat_channels": cfg.model.feat_channels,
+        "stacked_convs": cfg.model.stacked_convs,
     }
 
 

@@ -12,36 +12,12 @@ import json
 import logging
 import math
 import os
-from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WindowedMeans", "JsonLinesLog", "TensorBoardLog", "format_eta"]
+__all__ = ["JsonLinesLog", "TensorBoardLog", "format_eta"]
 
 logger = logging.getLogger(__name__)
-
-
-class WindowedMeans:
-    """Mean of each named value over the last ``window`` updates (and the global mean)."""
-
-    def __init__(self, window: int = 20):
-        self.window = window
-        self.values: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
-        self.totals: dict[str, float] = defaultdict(float)
-        self.counts: dict[str, int] = defaultdict(int)
-
-    def update(self, **values: float) -> None:
-        for name, value in values.items():
-            self.values[name].append(float(value))
-            self.totals[name] += float(value)
-            self.counts[name] += 1
-
-    def mean(self, name: str) -> float:
-        values = self.values.get(name)
-        return sum(values) / len(values) if values else math.nan
-
-    def means(self) -> dict[str, float]:
-        return {name: self.mean(name) for name in self.values}
 
 
 class JsonLinesLog:

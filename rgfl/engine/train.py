@@ -404,13 +404,14 @@ class Trainer:
         window_start = time.perf_counter()
         window_iters = 0
         data_wait = 0.0
-        loss_names: list[str] | None = None
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
         while self.epoch < cfg.schedule.epochs:
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
             epoch_start = time.perf_counter()
+            # Checkpoint and validation time between epochs is not training speed.
+            sums, window_iters, data_wait, window_start = {}, 0, 0.0, epoch_start
             batches = self._batches()
             while True:
                 if self.iteration >= self.total_iters and self.batch_in_epoch < self.iters_per_epoch:
@@ -428,9 +429,7 @@ class Trainer:
                 data_wait += time.perf_counter() - fetch_start
 
                 lr = self.schedule.apply(self.optimizer, self.iteration)
-                values, names = self._step(batch)
-                if loss_names is None:
-                    loss_names = names
+                values = self._step(batch)
                 self.iteration += 1
                 self.batch_in_epoch += 1
                 window_iters += 1
@@ -499,7 +498,7 @@ class Trainer:
         )
         return record
 
-    def _step(self, batch: Any) -> tuple[dict[str, float], list[str]]:
+    def _step(self, batch: Any) -> dict[str, float]:
         """One optimizer step. Returns the loss terms (averaged over ranks) as floats."""
         cfg = self.cfg
         images, targets = batch
@@ -510,24 +509,27 @@ class Trainer:
 
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             losses = self.loss_module(images, targets)
-        names = sorted(name for name in losses if name.startswith("loss"))
+        names = sorted(name for name in losses if name.startswith("loss"))  # summed into the total
+        extras = sorted(name for name in losses if not name.startswith("loss") and losses[name].numel() == 1)  # logged only (num_pos)
         total = sum(losses[name].float() for name in names)
-        terms = torch.stack([losses[name].detach().float() for name in names] + [total.detach()])
+        logged = names + ["loss"] + extras
+        terms = torch.stack([losses[name].detach().float() for name in names] + [total.detach()] + [losses[name].detach().float().reshape(()) for name in extras])
 
-        # One small all-reduce per step: loss values for the log (mean over ranks) and the
-        # non-finite flags, so every rank takes the same skip/stop decision before backward
+        # One small all-reduce per step: the logged values (mean over ranks) and the non-finite
+        # flags of the loss terms, so every rank takes the same skip/stop decision before backward
         # (a rank skipping backward alone would hang DDP's gradient all-reduce).
         bad = (~torch.isfinite(terms)).float()
+        bad[len(names) + 1 :] = 0.0
         packed = dist_utils.all_reduce_sum(torch.cat([torch.nan_to_num(terms, nan=0.0, posinf=0.0, neginf=0.0), bad]))
         packed = packed.tolist()
         n = len(terms)
-        values = {name: packed[i] / self.dist.world_size for i, name in enumerate(names + ["loss"])}
-        bad_terms = [name for i, name in enumerate(names + ["loss"]) if packed[n + i] > 0]
+        values = {name: packed[i] / self.dist.world_size for i, name in enumerate(logged)}
+        bad_terms = [name for i, name in enumerate(logged) if packed[n + i] > 0]
 
         if bad_terms:
             self.optimizer.zero_grad(set_to_none=True)
             self._handle_nonfinite(bad_terms, [losses[name] for name in names] + [total], names + ["loss"])
-            return {"skipped": 1.0}, names
+            return {"skipped": 1.0}
 
         self.consecutive_skips = 0
         self.optimizer.zero_grad(set_to_none=True)
@@ -546,7 +548,7 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        return values, names
+        return values
 
     def _handle_nonfinite(self, bad_terms: list[str], tensors: list[Tensor], names: list[str]) -> None:
         local = {name: float(t.detach().float()) for name, t in zip(names, tensors)}

@@ -92,7 +92,8 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_losses(tiny_split, tm
 
 
 def test_sigterm_leaves_a_loadable_checkpoint(tiny_split, tmp_path):
-    result = train(tiny_config(tiny_split), tmp_path, callbacks=[SignalAt(1, signal.SIGTERM)])
+    # (channels-last memory format on: the option must not change what is saved)
+    result = train(tiny_config(tiny_split, **{"train.channels_last": True}), tmp_path, callbacks=[SignalAt(1, signal.SIGTERM)])
     assert result.status == "interrupted"
     state = load_checkpoint(find_latest_checkpoint(tmp_path))
     assert state["iteration"] == 1
@@ -146,3 +147,16 @@ def test_nonfinite_loss_skip_mode_counts_skipped_batches(tiny_split, tmp_path):
     cfg = tiny_config(tiny_split, **{"train.nonfinite_loss": "skip", "train.max_skipped": 1})
     with pytest.raises(NonFiniteLossError, match=r"2 batches in a row had non-finite losses \(train.max_skipped = 1\)"):
         make_trainer(cfg, tmp_path / "again", bad_iterations={2, 3, 4}).run()
+
+
+def test_batch_without_any_object_trains(tmp_path):
+    # Two empty patches in one batch: no positive anchor anywhere, the classifier still learns
+    # from negatives and the box branch gets zero (but connected) losses.
+    from rgfl.dota.synth import generate_synthetic_dataset
+
+    generate_synthetic_dataset(tmp_path / "empty", num_images=2, image_size=64, seed=0, empty_fraction=1.0)
+    cfg = tiny_config(tmp_path / "empty", **{"schedule.epochs": 1, "schedule.warmup": "none"})
+    result = train(cfg, tmp_path / "run")
+    assert result.status == "completed" and result.iteration == 1 and result.skipped_batches == 0
+    (record,) = train_records(tmp_path / "run")
+    assert record["num_pos"] == 0 and record["loss_bbox"] == 0 and math.isfinite(record["loss_qfl"])
