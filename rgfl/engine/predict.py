@@ -103,7 +103,8 @@ def _cut(image: np.ndarray, window: Window, settings: SlidingWindowSettings) -> 
     ever made. Returns ``uint8 [3, S', S']``, the valid (h, w) in input pixels and the scale
     input / window.
     """
-    from rgfl.dota.split import _resample_region, resized_size
+    from rgfl.dota.split_grid import resized_size
+    from rgfl.dota.split_pixels import resample_region
 
     height, width = image.shape[:2]
     scaled_w, scaled_h = resized_size(width, height, window.rate)
@@ -111,7 +112,7 @@ def _cut(image: np.ndarray, window: Window, settings: SlidingWindowSettings) -> 
     if window.rate == 1.0:
         crop = image[window.y : y2, window.x : x2]
     else:
-        crop = _resample_region(image, window.x, window.y, x2, y2, window.rate)
+        crop = resample_region(image, window.x, window.y, x2, y2, window.rate)
     valid = (int(crop.shape[0]), int(crop.shape[1]))
     if settings.pad and valid != (window.size, window.size):
         padded = np.empty((window.size, window.size, 3), dtype=np.uint8)
