@@ -10,13 +10,18 @@ exact for nearly parallel edges.
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["box_iou_rotated_numba", "intersection_area", "prepare_boxes", "box_hbb", "pair_iou"]
+__all__ = ["box_iou_rotated_numba", "intersection_area", "prepare_boxes", "box_hbb", "pair_iou", "PARALLEL_LAUNCH_LOCK"]
+
+# One parallel kernel at a time per process: the fork-safe workqueue threading layer (see
+# rgfl/geometry/__init__.py) aborts on concurrent launches from several Python threads.
+PARALLEL_LAUNCH_LOCK = threading.Lock()
 
 _INF = np.inf
 # Relative cross-axis size under which an edge counts as parallel (see iou._snap_tolerance).
@@ -142,12 +147,12 @@ def _ratio(inter, area1, area2, iof):
     return min(max(inter / denominator, 0.0), 1.0)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def prepare_boxes(boxes):
     """[N, 5] float64 obb -> [N, 6] ``(cx, cy, w, h, cos, sin)`` with negative sides set to 0."""
     n = boxes.shape[0]
     out = np.empty((n, 6), dtype=np.float64)
-    for i in numba.prange(n):
+    for i in range(n):
         out[i, 0] = boxes[i, 0]
         out[i, 1] = boxes[i, 1]
         out[i, 2] = max(boxes[i, 2], 0.0)
@@ -251,7 +256,8 @@ def box_iou_rotated_numba(boxes1: Tensor, boxes2: Tensor, mode: str = "iou", ali
         # Always a float64 output here: one signature keeps numba's first compile short.
         out = np.zeros(b1.shape[0], dtype=np.float64)
         if b1.shape[0]:
-            _aligned_kernel(b1, b2, iof, out)
+            with PARALLEL_LAUNCH_LOCK:
+                _aligned_kernel(b1, b2, iof, out)
         return torch.from_numpy(out).to(device=boxes1.device, dtype=boxes1.dtype)
     # Pairwise: the kernel writes every entry of an output in the final dtype (float32 or
     # float64), so 20000 x 20000 float32 needs nothing beyond its 1.6 GB output.
@@ -259,5 +265,7 @@ def box_iou_rotated_numba(boxes1: Tensor, boxes2: Tensor, mode: str = "iou", ali
     n, m = b1.shape[0], b2.shape[0]
     result = np.empty((n, m), dtype=np.float64 if boxes1.dtype == torch.float64 else np.float32)
     if n and m:
-        _pairwise_kernel(b1, b2, _sweep_order(b2), iof, 0, result)
+        sweep = _sweep_order(b2)
+        with PARALLEL_LAUNCH_LOCK:
+            _pairwise_kernel(b1, b2, sweep, iof, 0, result)
     return torch.from_numpy(result).to(device=boxes1.device, dtype=boxes1.dtype)

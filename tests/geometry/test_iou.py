@@ -267,3 +267,27 @@ def test_integer_grid_boxes_full_of_coincidences(backend, dtype):
     boxes1, boxes2 = boxes(), boxes()
     got = box_iou_rotated(boxes1, boxes2, aligned=True, backend=backend).double().numpy()
     np.testing.assert_allclose(got, shapely_iou(boxes1, boxes2), rtol=0, atol=TOLERANCE[dtype])
+
+
+def _iou_sum(seed: int) -> float:
+    boxes1, boxes2 = random_pairs(300, seed)
+    return float(box_iou_rotated(boxes1, boxes2).sum() + box_iou_rotated(boxes1, boxes2, aligned=True).sum())
+
+
+def _iou_sum_in_forked_child(seed: int) -> float:
+    # A forked child must not use torch's inherited OpenMP pool (DataLoader workers do the same).
+    torch.set_num_threads(1)
+    return _iou_sum(seed)
+
+
+def test_parallel_kernels_survive_fork_and_threads():
+    # numba's default GNU OpenMP layer aborts forked children once the parent ran a parallel
+    # kernel; rgfl picks a fork-safe layer and serializes launches from threads.
+    import multiprocessing
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = [_iou_sum(seed) for seed in range(4)]  # parallel kernels ran in the parent
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(_iou_sum, range(4))) == expected
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map(_iou_sum_in_forked_child, range(4)) == pytest.approx(expected, rel=1e-12)
