@@ -107,7 +107,7 @@ def eval_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="With CHECKPOINT: output folder.", show_default=False)] = None,
     merged: Annotated[bool, typer.Option("--merged", help="With CHECKPOINT: merge to full images, score against --gt.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="With CHECKPOINT: patches per forward pass.")] = 4,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="With CHECKPOINT: image-reading workers [default: min(4, cores)].", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="With CHECKPOINT: image-reading workers (default: 0 on CPU, cores-1 up to 8 on CUDA).", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="With CHECKPOINT: auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="With CHECKPOINT: autocast on CUDA.")] = True,
 ) -> None:

@@ -83,7 +83,7 @@ def merge_submit_command(
     # Options of the CHECKPOINT path (issue 7; implemented in rgfl.cli.run_model).
     data: Annotated[Optional[Path], typer.Option("--data", help="With CHECKPOINT: split test set (rgfl split output).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="With CHECKPOINT: patches per forward pass.")] = 4,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="With CHECKPOINT: image-reading workers (default: min(4, cores)).", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="With CHECKPOINT: image-reading workers (default: 0 on CPU, cores-1 up to 8 on CUDA).", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="With CHECKPOINT: auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="With CHECKPOINT: autocast on CUDA.")] = True,
 ) -> None:
