@@ -54,7 +54,7 @@ def test_one_image_overfit(head):
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
-        history.append({k: float(v) for k, v in losses.items()} | {"total": float(total)})
+        history.append({k: float(v.detach()) for k, v in losses.items()} | {"total": float(total.detach())})
     first, last = history[0], history[-1]
     if head == "vanilla":
         assert first["total"] >= 5 * last["total"], (first, last)  # seen here: 2.56 -> 0.26
