@@ -63,6 +63,14 @@ def write_eval_json(path: Path, result) -> None:
 
 @handle_errors
 def eval_command(
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="Run this checkpoint over --data (split val set) first, instead of reading --dets. "
+            "See 'Running a checkpoint' above.",
+            show_default=False,
+        ),
+    ] = None,
     dets: Annotated[
         Optional[Path],
         typer.Option("--dets", help="Folder of full-image Task1_<class>.txt detection files.", show_default=False),
@@ -72,8 +80,13 @@ def eval_command(
         typer.Option("--gt", help="Folder of DOTA label files <image>.txt (or a root with labelTxt/).", show_default=False),
     ] = None,
     classes: Annotated[
-        str, typer.Option(help="Class set: dota1.0, dota1.5, dota2.0, or a file with one class per line.")
-    ] = "dota1.0",
+        Optional[str],
+        typer.Option(
+            help="Class set: dota1.0, dota1.5, dota2.0, or a file with one class per line "
+            "(default: dota1.0; with a CHECKPOINT, its classes).",
+            show_default=False,
+        ),
+    ] = None,
     ap_method: Annotated[
         str, typer.Option("--ap-method", help="voc07 (official 11-point) or area (all-point).")
     ] = "voc07",
@@ -89,14 +102,34 @@ def eval_command(
         Optional[Path], typer.Option("--json", help="Also write the results as JSON to this file.", show_default=False)
     ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed line instead of skipping it.")] = False,
+    # Options of the CHECKPOINT path (issue 7; implemented in rgfl.cli.run_model).
+    data: Annotated[Optional[Path], typer.Option("--data", help="With CHECKPOINT: split val set (rgfl split output).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="With CHECKPOINT: output folder.", show_default=False)] = None,
+    merged: Annotated[bool, typer.Option("--merged", help="With CHECKPOINT: merge to full images, score against --gt.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="With CHECKPOINT: patches per forward pass.")] = 4,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="With CHECKPOINT: image-reading workers (default: 0 on CPU, cores-1 up to 8 on CUDA).", show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="With CHECKPOINT: auto, cpu, cuda or cuda:N.")] = "auto",
+    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="With CHECKPOINT: autocast on CUDA.")] = True,
 ) -> None:
-    """Score DOTA Task1 detection files like the official evaluation (AP50, AP75, mAP@0.5:0.95)."""
+    """Score DOTA Task1 detection files like the official evaluation (AP50, AP75, mAP@0.5:0.95).
+
+    Running a checkpoint: rgfl eval CHECKPOINT --data SPLIT_VAL_ROOT --out DIR runs the model over the patches (batched, DataLoader workers, autocast on GPU), writes the patch detections (DIR/patch_dets/Task1_<class>.txt) and scores them against SPLIT_VAL_ROOT/labelTxt (patch level, the protocol of the reference results). With --merged --gt ORIGINAL_LABEL_DIR the patch detections are first merged to full images (as rgfl merge-submit does, into DIR/merged_dets) and scored at image level. The metric JSON goes to DIR/metrics.json.
+    """
     from rgfl.dota.classes import resolve_classes
     from rgfl.errors import InputError, ProblemLog
     from rgfl.evaluation import evaluate_detections, parse_iou_thresholds, read_image_list
 
+    if checkpoint is not None:
+        from rgfl.cli.run_model import eval_checkpoint_command
+
+        return eval_checkpoint_command(
+            checkpoint, dets, data, out, merged, gt, classes, ap_method, iou_thrs, json_path, strict, batch_size, workers, device, amp, images
+        )
+    if data is not None or out is not None or merged:
+        raise InputError("--data, --out and --merged run a model: give the CHECKPOINT first (rgfl eval CHECKPOINT --data SPLIT_VAL_ROOT --out DIR)")
+
     if dets is None or gt is None:
-        raise InputError("rgfl eval needs --dets DETS_DIR and --gt LABEL_DIR")
+        raise InputError("rgfl eval needs --dets DETS_DIR and --gt LABEL_DIR (or a CHECKPOINT with --data SPLIT_VAL_ROOT --out DIR)")
     if ap_method not in ("voc07", "area"):
         raise InputError(f"--ap-method must be voc07 or area, got {ap_method!r}")
     class_names = resolve_classes(classes)

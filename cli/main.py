@@ -48,12 +48,18 @@ from rgfl.cli.split import split_command  # noqa: E402
 from rgfl.cli.train import train_command  # noqa: E402
 from rgfl.cli.evaluate import eval_command  # noqa: E402
 from rgfl.cli.merge_submit import merge_submit_command  # noqa: E402
+from rgfl.cli.predict import predict_command  # noqa: E402
+from rgfl.cli.show import show_command  # noqa: E402
+from rgfl.cli.demo import demo_command  # noqa: E402
 
 app.command("synth")(synth_command)
 app.command("split")(split_command)
 app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("merge-submit")(merge_submit_command)
+app.command("predict")(predict_command)
+app.command("show")(show_command)
+app.command("demo")(demo_command)
 
 
 def main() -> None:

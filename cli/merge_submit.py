@@ -50,6 +50,14 @@ def run_merge(source, out: Path, class_names, iou_thr: float, score_thr: float, 
 
 @handle_errors
 def merge_submit_command(
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="Run this checkpoint over --data (split test set) first, instead of reading --dets. "
+            "See 'Running a checkpoint' above.",
+            show_default=False,
+        ),
+    ] = None,
     dets: Annotated[
         Optional[Path],
         typer.Option("--dets", help="Folder of patch-level Task1_<class>.txt files (image names = patch names).", show_default=False),
@@ -60,21 +68,44 @@ def merge_submit_command(
         typer.Option(help="split_manifest.json of `rgfl split` (or its folder) instead of parsing patch names.", show_default=False),
     ] = None,
     classes: Annotated[
-        str, typer.Option(help="Class set: dota1.0, dota1.5, dota2.0, or a file with one class per line.")
-    ] = "dota1.0",
+        Optional[str],
+        typer.Option(
+            help="Class set: dota1.0, dota1.5, dota2.0, or a file with one class per line "
+            "(default: dota1.0; with a CHECKPOINT, its classes).",
+            show_default=False,
+        ),
+    ] = None,
     iou_thr: Annotated[float, typer.Option("--iou-thr", help="Rotated NMS: suppress when IoU > this (strictly).")] = 0.1,
     score_thr: Annotated[float, typer.Option("--score-thr", help="Drop detections with a lower score before NMS.")] = 0.0,
     max_per_img: Annotated[int, typer.Option("--max-per-img", help="Keep at most this many per image (0: all).")] = 2000,
     make_zip: Annotated[bool, typer.Option("--zip", help="Also write OUT/<OUT name>.zip for the DOTA server.")] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed line or unknown patch name.")] = False,
+    # Options of the CHECKPOINT path (issue 7; implemented in rgfl.cli.run_model).
+    data: Annotated[Optional[Path], typer.Option("--data", help="With CHECKPOINT: split test set (rgfl split output).", show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="With CHECKPOINT: patches per forward pass.")] = 4,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="With CHECKPOINT: image-reading workers (default: 0 on CPU, cores-1 up to 8 on CUDA).", show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="With CHECKPOINT: auto, cpu, cuda or cuda:N.")] = "auto",
+    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="With CHECKPOINT: autocast on CUDA.")] = True,
 ) -> None:
-    """Merge patch detections into full-image DOTA Task1 files (rotated NMS per class and image)."""
+    """Merge patch detections into full-image DOTA Task1 files (rotated NMS per class and image).
+
+    Running a checkpoint: rgfl merge-submit CHECKPOINT --data SPLIT_TEST_ROOT --out DIR [--zip] runs the model over the patches (batched, DataLoader workers, autocast on GPU), streaming the detections to DIR/patch_dets/ one source image at a time (an interrupted run resumes where it stopped when run again), then merges them into DIR/Task1_<class>.txt for every class of the checkpoint (and DIR/<DIR name>.zip with --zip).
+    """
     from rgfl.dota.classes import resolve_classes
     from rgfl.dota.merge import PatchDetections, load_split_manifest
     from rgfl.errors import InputError, ProblemLog
 
+    if checkpoint is not None:
+        from rgfl.cli.run_model import merge_submit_checkpoint_command
+
+        return merge_submit_checkpoint_command(
+            checkpoint, dets, data, out, manifest, classes, iou_thr, score_thr, max_per_img, make_zip, strict, batch_size, workers, device, amp
+        )
+    if data is not None:
+        raise InputError("--data runs a model: give the CHECKPOINT first (rgfl merge-submit CHECKPOINT --data SPLIT_TEST_ROOT --out DIR)")
+
     if dets is None or out is None:
-        raise InputError("rgfl merge-submit needs --dets PATCH_DETS_DIR and --out OUT_DIR")
+        raise InputError("rgfl merge-submit needs --dets PATCH_DETS_DIR and --out OUT_DIR (or a CHECKPOINT with --data SPLIT_TEST_ROOT --out DIR)")
     if not 0.0 <= iou_thr <= 1.0:
         raise InputError(f"--iou-thr must be in [0, 1], got {iou_thr}")
     if max_per_img < 0:

@@ -87,7 +87,7 @@ class DataConfig:
     rotate: float = 0.0  # probability of a rotation by a uniform angle in [-max_angle, max_angle]
     max_angle: float = 180.0
     batch_size: int = 2  # images per process (per GPU); total batch = batch_size * world size
-    workers: int | None = None  # DataLoader workers per process; None: min(8, cores per process)
+    workers: int | None = None  # DataLoader workers per process; None: CUDA min(8, cores per process - 1), CPU 0
     pin_memory: bool | None = None  # None: on when training on CUDA
     persistent_workers: bool = True
     prefetch_factor: int = 2

@@ -1,0 +1,150 @@
+"""Inference time per patch of the R50 rotated GFL detector, by part, against torchvision FCOS.
+
+Usage::
+
+    python benchmarks/infer.py                         # CPU, 1024 and 512 patches, 3 repeats
+    python benchmarks/infer.py --sizes 1024 --repeats 5 --threads 2
+    python benchmarks/infer.py --device cuda --batch 8 # also patches/s with and without autocast
+
+Parts timed on the same random input (uint8 RGB, batch 1 on CPU):
+
+- backbone+FPN: ResNet-50 + FPN P3-P7 (``model.backbone``) on the normalized image;
+- head: the class/box/angle towers and predictors (``model.head``);
+- decode: everything in ``model.postprocess`` except NMS (top-k per level, score threshold,
+  distribution integrals, box decoding);
+- NMS: the class-aware rotated NMS inside ``postprocess``.
+
+With random weights almost no score passes the 0.05 threshold, which would make post-processing
+look free. So the classification logits are shifted (after the head, before post-processing) so
+that ``--candidates`` (prior, class) pairs pass the threshold, a load like a busy DOTA patch
+(default 3000; the maximum possible is 5 levels x nms_pre). Default test settings otherwise:
+nms_pre 2000, score_thr 0.05, NMS IoU 0.1, max 2000 per image.
+
+The peer is torchvision's ``fcos_resnet50_fpn`` (weights=None) in eval mode on the same image,
+with its transform fixed to the input size (min_size = max_size = size) so both see the same
+pixels; its post-processing runs on whatever its random weights give. Medians over repeats after
+a warm-up run. The machine is shared: compare ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def median_time(function, repeats: int, sync) -> float:
+    function()  # warm-up (allocations, priors cache, numba compilation)
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def shift_for_candidates(cls_logits: torch.Tensor, candidates: int, score_thr: float) -> float:
+    """Logit shift that lets about ``candidates`` (prior, class) pairs score above ``score_thr``."""
+    flat = cls_logits.float().flatten()
+    k = min(candidates, flat.numel())
+    kth = flat.topk(k).values[-1]
+    threshold_logit = torch.logit(torch.tensor(score_thr)).item()
+    return threshold_logit - kth.item() + 1e-4
+
+
+def bench_rgfl(size: int, batch: int, device: torch.device, repeats: int, candidates: int, amp: bool, sync) -> dict[str, float]:
+    import rgfl.model.detector as detector_module
+    from rgfl.model.detector import RotatedGFL
+
+    model = RotatedGFL(15, depth=50, pretrained="none").to(device).eval()
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+
+    with torch.inference_mode(), autocast:
+        x = (images.float() - model.pixel_mean) / model.pixel_std
+        features = model.backbone(x)
+        outputs = model.head(features, model.strides)
+        shift = shift_for_candidates(outputs.cls_logits, candidates * batch, model.score_thr)
+        shifted = type(outputs)(**{**outputs.__dict__, "cls_logits": outputs.cls_logits + shift})
+
+        nms_seconds: list[float] = []
+        original_nms = detector_module.batched_nms_rotated
+
+        def timed_nms(*args, **kwargs):
+            sync()
+            start = time.perf_counter()
+            keep = original_nms(*args, **kwargs)
+            sync()
+            nms_seconds.append(time.perf_counter() - start)
+            return keep
+
+        detector_module.batched_nms_rotated = timed_nms
+        try:
+            result: dict[str, float] = {}
+            result["backbone+FPN"] = median_time(lambda: model.backbone((images.float() - model.pixel_mean) / model.pixel_std), repeats, sync)
+            result["head"] = median_time(lambda: model.head(features, model.strides), repeats, sync)
+            nms_seconds.clear()
+            post = median_time(lambda: model.postprocess(shifted), repeats, sync)
+            nms = statistics.median(nms_seconds) if nms_seconds else 0.0
+            result["decode"] = max(post - nms, 0.0)
+            result["NMS"] = nms
+            detections = model.postprocess(shifted)
+            result["detections"] = float(sum(len(d) for d in detections)) / batch
+            result["total"] = result["backbone+FPN"] + result["head"] + post
+            result["predict"] = median_time(lambda: model.predict(images), repeats, sync)
+        finally:
+            detector_module.batched_nms_rotated = original_nms
+    return result
+
+
+def bench_fcos(size: int, batch: int, device: torch.device, repeats: int, amp: bool, sync) -> float:
+    from torchvision.models.detection import fcos_resnet50_fpn
+
+    model = fcos_resnet50_fpn(weights=None, weights_backbone=None, min_size=size, max_size=size).to(device).eval()
+    images = [torch.rand(3, size, size, device=device) for _ in range(batch)]
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    with torch.inference_mode(), autocast:
+        return median_time(lambda: model(images), repeats, sync)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 512])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--candidates", type=int, default=3000, help="(prior, class) pairs above the score threshold per image")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+          f"batch {args.batch}, {args.repeats} repeats, torch {torch.__version__}")
+
+    amp_modes = [False, True] if device.type == "cuda" else [False]
+    for amp in amp_modes:
+        tag = " autocast bf16" if amp else ""
+        header = f"{'size':>5} | {'backbone+FPN':>12} {'head':>8} {'decode':>8} {'NMS':>8} {'total':>8} | {'post %':>6} | {'dets':>6} | {'FCOS':>8} {'rgfl/FCOS':>9} | {'patch/s':>8}"
+        print(f"\nseconds per batch{tag}")
+        print(header)
+        print("-" * len(header))
+        for size in args.sizes:
+            parts = bench_rgfl(size, args.batch, device, args.repeats, args.candidates, amp, sync)
+            fcos = bench_fcos(size, args.batch, device, args.repeats, amp, sync)
+            post = parts["decode"] + parts["NMS"]
+            print(
+                f"{size:>5} | {parts['backbone+FPN']:>12.4f} {parts['head']:>8.4f} {parts['decode']:>8.4f} {parts['NMS']:>8.4f} "
+                f"{parts['total']:>8.4f} | {100 * post / parts['total']:>5.1f}% | {parts['detections']:>6.0f} | {fcos:>8.4f} "
+                f"{parts['total'] / fcos:>9.2f} | {args.batch / parts['predict']:>8.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
