@@ -65,15 +65,17 @@ class DemoPlan:
 
 
 def find_config(name: str = CONFIG_NAME) -> Path:
-    """The tiny config: ./configs/<name> first, then the configs/ folder of the rgfl source tree."""
-    import rgfl
+    """The tiny config: ./configs/<name> first, then the copy shipped inside the package."""
+    from rgfl.configs import packaged_config
     from rgfl.errors import InputError
 
-    candidates = [Path.cwd() / "configs" / name, Path(rgfl.__file__).resolve().parents[1] / "configs" / name]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise InputError(f"cannot find configs/{name} (looked in {', '.join(str(c.parent) for c in candidates)}); pass --config PATH")
+    local = Path.cwd() / "configs" / name
+    if local.is_file():
+        return local
+    shipped = packaged_config(name)
+    if shipped is None:
+        raise InputError(f"cannot find configs/{name} here or in the installed rgfl; pass --config PATH")
+    return shipped
 
 
 def run_stage(title: str, args: list[str]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -18,27 +18,22 @@ from typing import IO
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", newline: str | None = "\n") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The name is chosen before the file exists, so an interruption at any point (SIGTERM turned
+    # into SystemExit, Ctrl-C) finds it and removes it: no stray temp file is ever left behind.
+    tmp_name = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
+        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
         if "b" in mode:
             handle = os.fdopen(fd, mode)
         else:
             handle = os.fdopen(fd, mode, encoding="utf-8", newline=newline)
         with handle:
             yield handle
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        os.chmod(tmp_name, 0o666 & ~_umask())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -16,6 +16,7 @@ def test_every_package_is_listed_in_pyproject():
     found = {name.rstrip(".") for name in found}
     found |= {"rgfl.cli." + ".".join(p.parent.relative_to(REPO_ROOT / "cli").parts) for p in (REPO_ROOT / "cli").rglob("__init__.py")}
     found = {name.rstrip(".") for name in found}
+    found |= {"rgfl.configs"} if (REPO_ROOT / "configs" / "__init__.py").is_file() else set()
     assert found == listed
 
 
@@ -45,4 +46,6 @@ def test_wheel_contains_cli_under_rgfl_and_no_top_level_cli(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "rgfl/cli/main.py" in names
     assert "rgfl/py.typed" in names
+    assert "rgfl/configs/rgfl_r18_tiny_cpu.yaml" in names  # `rgfl demo` needs it after a wheel install
+    assert "rgfl/configs/rgfl_r50_fpn_1x_dota_le135.yaml" in names
     assert not any(name.startswith("cli/") for name in names)
