@@ -1,7 +1,7 @@
 """One-image overfit on CPU: both head variants must learn a synthetic scene and then detect it.
 
 The scene is a 64 x 64 noisy gray image with four filled rotated rectangles of three colours (one
-colour per class). ResNet-18 from random weights (nothing downloads), AdamW, 80 steps. The head
+colour per class). ResNet-18 from random weights (nothing downloads), AdamW, 100 steps. The head
 towers are 64 channels wide instead of 256 to keep the test within the CI budget (the head at 256
 channels costs 16x more on CPU and learns the same scene); all losses, the assigner and the decoding
 are the ones of the default model.
@@ -61,10 +61,11 @@ def test_one_image_overfit(head):
     else:
         # GFL's total starts artificially low (quality targets ~0 and box terms weighted by ~0.01
         # scores), and DFL cannot go below the entropy of its two-bin targets; the box fit itself,
-        # 1 - mean IoU of the positives, must fall 5x, and the total must fall from its peak.
-        # Seen here: 1 - IoU 0.98 -> 0.08; total 0.40 at step 0, 1.46 at step 10, 0.31 at step 80.
+        # 1 - mean IoU of the positives, must fall 5x, and the total must fall 5x from its peak
+        # (reached after a few steps, once the quality targets have grown).
+        # Seen here: total peak / last = 6.6 at 100 steps (4.5 at 80).
         assert 1 - first["pos_iou"] >= 5 * (1 - last["pos_iou"]), (first, last)
-        assert max(h["total"] for h in history) >= 3 * last["total"], (first, last)
+        assert max(h["total"] for h in history) >= 5 * last["total"], (first, last)
 
     model.eval()
     detections = model.predict(image)[0]
@@ -75,4 +76,4 @@ def test_one_image_overfit(head):
         assert bool(matches.any()), (index, ious[index], detections.scores, detections.labels)
 
 
-ITERATIONS = 80
+ITERATIONS = 100
