@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,6 +15,17 @@ from rgfl.errors import RgflError
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The --classes option of every command that reads or writes class-labelled files.
+ClassesOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--classes",
+        help="Class set: dota1.0, dota1.5, dota2.0, a file with one class per line, or names like plane,ship "
+        "(default: dota1.0; with a CHECKPOINT, its classes).",
+        show_default=False,
+    ),
+]
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rgfl.cli.common import console, handle_errors
+from rgfl.cli.common import ClassesOption, console, handle_errors
 
 # Results go to stdout (pipeable); progress and warnings go to stderr through `console`.
 stdout_console = Console()
@@ -79,14 +79,7 @@ def eval_command(
         Optional[Path],
         typer.Option("--gt", help="Folder of DOTA label files <image>.txt (or a root with labelTxt/).", show_default=False),
     ] = None,
-    classes: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Class set: dota1.0, dota1.5, dota2.0, or a file with one class per line "
-            "(default: dota1.0; with a CHECKPOINT, its classes).",
-            show_default=False,
-        ),
-    ] = None,
+    classes: ClassesOption = None,
     ap_method: Annotated[
         str, typer.Option("--ap-method", help="voc07 (official 11-point) or area (all-point).")
     ] = "voc07",

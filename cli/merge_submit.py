@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rgfl.cli.common import console, handle_errors
+from rgfl.cli.common import ClassesOption, console, handle_errors
 
 __all__ = ["merge_submit_command", "run_merge"]
 
@@ -67,14 +67,7 @@ def merge_submit_command(
         Optional[Path],
         typer.Option(help="split_manifest.json of `rgfl split` (or its folder) instead of parsing patch names.", show_default=False),
     ] = None,
-    classes: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Class set: dota1.0, dota1.5, dota2.0, or a file with one class per line "
-            "(default: dota1.0; with a CHECKPOINT, its classes).",
-            show_default=False,
-        ),
-    ] = None,
+    classes: ClassesOption = None,
     iou_thr: Annotated[float, typer.Option("--iou-thr", help="Rotated NMS: suppress when IoU > this (strictly).")] = 0.1,
     score_thr: Annotated[float, typer.Option("--score-thr", help="Drop detections with a lower score before NMS.")] = 0.0,
     max_per_img: Annotated[int, typer.Option("--max-per-img", help="Keep at most this many per image (0: all).")] = 2000,
@@ -95,6 +88,10 @@ def merge_submit_command(
     from rgfl.dota.merge import PatchDetections, load_split_manifest
     from rgfl.errors import InputError, ProblemLog
 
+    if not 0.0 <= iou_thr <= 1.0:
+        raise InputError(f"--iou-thr must be in [0, 1], got {iou_thr}")
+    if max_per_img < 0:
+        raise InputError(f"--max-per-img must be >= 0, got {max_per_img}")
     if checkpoint is not None:
         from rgfl.cli.run_model import merge_submit_checkpoint_command
 
@@ -106,10 +103,6 @@ def merge_submit_command(
 
     if dets is None or out is None:
         raise InputError("rgfl merge-submit needs --dets PATCH_DETS_DIR and --out OUT_DIR (or a CHECKPOINT with --data SPLIT_TEST_ROOT --out DIR)")
-    if not 0.0 <= iou_thr <= 1.0:
-        raise InputError(f"--iou-thr must be in [0, 1], got {iou_thr}")
-    if max_per_img < 0:
-        raise InputError(f"--max-per-img must be >= 0, got {max_per_img}")
     if out.resolve() == dets.resolve():
         raise InputError("--out must differ from --dets (the merged files would replace the patch files)")
     class_names = resolve_classes(classes)

@@ -352,10 +352,6 @@ def merge_submit_checkpoint_command(
         raise RgflError("give either a CHECKPOINT (to run a model) or --dets (to merge detection files), not both")
     if data is None or out is None:
         raise RgflError("rgfl merge-submit CHECKPOINT needs --data SPLIT_TEST_ROOT and --out DIR")
-    if not 0.0 <= iou_thr <= 1.0:
-        raise InputError(f"--iou-thr must be in [0, 1], got {iou_thr}")
-    if max_per_img < 0:
-        raise InputError(f"--max-per-img must be >= 0, got {max_per_img}")
     if not data.is_dir():
         raise InputError("data folder not found (expected a folder written by `rgfl split` with images/)", data)
     settings = inference_settings(batch_size, workers, device, amp)
