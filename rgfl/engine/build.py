@@ -16,6 +16,7 @@ from torch import nn
 from rgfl.dota.classes import resolve_classes
 from rgfl.engine.config import Config, DataConfig, ModelConfig, OptimizerConfig, config_from_dict
 from rgfl.errors import InputError, RgflError
+from rgfl.model.fuse import fold_batchnorms
 
 __all__ = ["class_names", "build_model", "model_signature", "build_train_dataset", "build_optimizer", "load_detector"]
 
@@ -120,8 +121,11 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig, lr: float) -> torch.
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
 
 
-def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
+def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu", fold_norms: bool = True) -> tuple[nn.Module, Config]:
     """Rebuild the detector of a training checkpoint for inference (``rgfl eval``); eval mode.
+
+    With ``fold_norms`` (default) the backbone's BatchNorms are folded into their convolutions
+    (``rgfl.model.fuse``): same outputs, less work; such a model is for inference only.
 
     Returns:
         (detector, config): the config is the resolved training config stored in the checkpoint;
@@ -133,7 +137,10 @@ def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") ->
     cfg = config_from_dict(state["config"], source=checkpoint)
     model = build_model(cfg.model, len(class_names(cfg.data)), pretrained="none")
     load_model_state(model, state["model"], checkpoint)
-    return model.to(device).eval(), cfg
+    model.eval()
+    if fold_norms:
+        fold_batchnorms(model)
+    return model.to(device), cfg
 
 
 def load_model_state(model: nn.Module, weights: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -60,10 +60,18 @@ def test_short_run_writes_checkpoint_resolved_config_and_json_log(tiny_split, tm
     assert state["config"] == config_to_dict(cfg)
     assert state["iteration"] == 2 and state["complete"] and state["epoch"] == 0
     # The checkpoint rebuilds the detector for inference (what `rgfl eval` uses).
-    detector, stored = load_detector(checkpoint)
+    detector, stored = load_detector(checkpoint, fold_norms=False)
     assert stored == cfg and not detector.training
     trained = dict(detector.state_dict())
     assert all(torch.equal(trained[k], v) for k, v in state["model"].items())
+    # The default folds the BatchNorms into the convolutions: same detections.
+    folded, _ = load_detector(checkpoint)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._NormBase) for m in folded.modules())
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        reference, fast = detector(images), folded(images)
+    torch.testing.assert_close(fast.cls_logits, reference.cls_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast.box_logits, reference.box_logits, rtol=1e-4, atol=1e-4)
 
 
 def test_interrupted_and_resumed_run_matches_uninterrupted_losses(tiny_split, tmp_path):
