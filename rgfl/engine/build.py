@@ -115,9 +115,11 @@ def build_train_dataset(cfg: DataConfig, names: tuple[str, ...]) -> Any:
     return dataset
 
 
-def build_optimizer(model: nn.Module, cfg: OptimizerConfig, lr: float) -> torch.optim.SGD:
-    """SGD over the trainable parameters, weight decay on all of them (as the reference does)."""
+def build_optimizer(model: nn.Module, cfg: OptimizerConfig, lr: float) -> torch.optim.Optimizer:
+    """SGD (or AdamW) over the trainable parameters, weight decay on all of them (as the reference does)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.type == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
 
 

@@ -95,17 +95,19 @@ class DataConfig:
 
 @dataclass
 class OptimizerConfig:
-    """SGD with momentum; the learning rate is scaled linearly with the total batch size.
+    """SGD with momentum (the reference) or AdamW; the learning rate is scaled linearly with the
+    total batch size.
 
     ``lr = base_lr * total_batch / base_batch_size`` unless ``lr`` is given explicitly.
     """
 
+    type: Literal["sgd", "adamw"] = "sgd"  # adamw: faster start from random weights (tiny CPU config)
     base_lr: float = 0.01  # the reference learning rate ...
     base_batch_size: int = 16  # ... for this total batch size (GFL: 0.01 at 8 GPUs x 2 images)
     lr: float | None = None  # explicit learning rate: disables the scaling rule
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD momentum; AdamW's beta1
     weight_decay: float = 1e-4
-    nesterov: bool = False
+    nesterov: bool = False  # SGD only
     grad_clip: float | None = None  # max L2 norm of all gradients; None: no clipping
 
 

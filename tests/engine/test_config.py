@@ -79,6 +79,7 @@ def test_unknown_section(tmp_path):
         ("schedule:\n  epochs: 1.5\n", r"schedule.epochs: expected an integer, got 1.5"),
         ("schedule:\n  milestones: 8\n", r"schedule.milestones: expected a list of an integer"),
         ("train:\n  amp: yes\n", r"train.amp: expected one of off, bf16, fp16, got True"),
+        ("optimizer:\n  type: adam\n", r"optimizer.type: expected one of sgd, adamw, got 'adam'"),
         ("model: [1, 2]\n", r"section 'model' must be a mapping"),
         ("model:\n  head: [gfl\n", r"not valid YAML"),
     ],
@@ -134,3 +135,19 @@ def test_dict_round_trip():
     cfg = Config()
     cfg.optimizer.lr = 0.5
     assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_optimizer_type_builds_that_optimizer_over_trainable_parameters(tmp_path, kind):
+    import torch
+
+    from rgfl.engine.build import build_optimizer
+
+    cfg = load_config(write(tmp_path, f"optimizer:\n  type: {kind}\n  momentum: 0.85\n  weight_decay: 0.05\n"))
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    model[0].weight.requires_grad_(False)
+    optimizer = build_optimizer(model, cfg.optimizer, lr=0.003)
+    assert type(optimizer) is {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}[kind]
+    (group,) = optimizer.param_groups
+    assert len(group["params"]) == 3 and group["lr"] == 0.003 and group["weight_decay"] == 0.05
+    assert (group["betas"][0] if kind == "adamw" else group["momentum"]) == 0.85
