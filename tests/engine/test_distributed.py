@@ -58,9 +58,14 @@ def test_two_process_gloo_run_keeps_ranks_in_sync(tiny_split, tmp_path):
     # Each rank trained on its own half of the data (padded to equal halves) ...
     assert len(ranks[0]["seen"]) == len(ranks[1]["seen"]) == half
     assert set(ranks[0]["seen"]) | set(ranks[1]["seen"]) == set(range(ranks[0]["size"]))
-    # ... and DDP's gradient all-reduce kept the weights identical.
+    # ... and DDP's gradient all-reduce kept the weights identical. The tiny config trains its
+    # BatchNorms (no sync_bn): each rank's running statistics come from its own last batch (DDP
+    # copies rank 0's at the start of every forward), so only they may differ.
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    assert any(key.endswith(statistics) for key in ranks[0]["weights"])
     for key, weight in ranks[0]["weights"].items():
-        assert torch.equal(weight, ranks[1]["weights"][key]), key
+        if not key.endswith(statistics):
+            assert torch.equal(weight, ranks[1]["weights"][key]), key
     changed = [k for k, w in ranks[0]["weights"].items() if w.is_floating_point() and not torch.equal(w, ranks[0]["initial"][k])]
     assert changed, "the weights moved"
     # Rank 0 alone writes the log and the checkpoint; the logged batch is the total over ranks.

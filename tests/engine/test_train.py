@@ -50,7 +50,9 @@ def test_short_run_writes_checkpoint_resolved_config_and_json_log(tiny_split, tm
         for key in ("epoch", "lr", "loss", "loss_qfl", "loss_bbox", "loss_dfl", "images_per_s", "eta", "memory_mb", "data_wait_fraction"):
             assert key in record, key
         assert math.isfinite(record["loss"])
-    assert records[0]["lr"] == pytest.approx(0.01 * 2 / 16 * 0.001)  # scaled lr x warmup ratio
+    # The config's base lr scaled to the batch of 2, times the warmup ratio at iteration 1.
+    assert (cfg.optimizer.base_lr, cfg.optimizer.base_batch_size, cfg.data.batch_size) == (0.004, 16, 2)
+    assert records[0]["lr"] == pytest.approx(0.004 * 2 / 16 * 0.001)
 
     (validation,) = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines() if '"val"' in line]
     assert validation["epoch"] == 1 and validation["num_images"] == 4
