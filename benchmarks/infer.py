@@ -22,8 +22,12 @@ nms_pre 2000, score_thr 0.05, NMS IoU 0.1, max 2000 per image.
 
 The peer is torchvision's ``fcos_resnet50_fpn`` (weights=None) in eval mode on the same image,
 with its transform fixed to the input size (min_size = max_size = size) so both see the same
-pixels; its post-processing runs on whatever its random weights give. Medians over repeats after
-a warm-up run. The machine is shared: compare ratios measured in the same run.
+pixels; its post-processing runs on whatever its random weights give. "FCOS bb+FPN" is its
+ResNet-50 + FPN alone (the same network as rgfl's backbone+FPN, with its BatchNorms unfolded);
+"predict" and "FCOS" are the two whole forward passes timed alternately, round after round, and
+"rgfl/FCOS" is the median of the per-round ratios. rgfl runs as ``rgfl eval/predict`` run it:
+BatchNorms folded into the convolutions (``rgfl.model.fuse``). Medians over repeats after a
+warm-up run. The machine is shared: compare ratios measured in the same run.
 """
 
 from __future__ import annotations
@@ -58,9 +62,8 @@ def shift_for_candidates(cls_logits: torch.Tensor, candidates: int, score_thr: f
 
 def bench_rgfl(size: int, batch: int, device: torch.device, repeats: int, candidates: int, amp: bool, sync) -> dict[str, float]:
     import rgfl.model.detector as detector_module
-    from rgfl.model.detector import RotatedGFL
 
-    model = RotatedGFL(15, depth=50, pretrained="none").to(device).eval()
+    model = build_rgfl(device)
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
@@ -95,20 +98,55 @@ def bench_rgfl(size: int, batch: int, device: torch.device, repeats: int, candid
             detections = model.postprocess(shifted)
             result["detections"] = float(sum(len(d) for d in detections)) / batch
             result["total"] = result["backbone+FPN"] + result["head"] + post
-            result["predict"] = median_time(lambda: model.predict(images), repeats, sync)
         finally:
             detector_module.batched_nms_rotated = original_nms
     return result
 
 
-def bench_fcos(size: int, batch: int, device: torch.device, repeats: int, amp: bool, sync) -> float:
+def build_rgfl(device: torch.device):
+    """The R50 detector as ``rgfl eval/predict`` run it: eval mode, BatchNorms folded (rgfl.model.fuse)."""
+    from rgfl.model.detector import RotatedGFL
+    from rgfl.model.fuse import fold_batchnorms
+
+    model = RotatedGFL(15, depth=50, pretrained="none").eval()
+    fold_batchnorms(model)
+    return model.to(device)
+
+
+def build_fcos(size: int, device: torch.device):
     from torchvision.models.detection import fcos_resnet50_fpn
 
-    model = fcos_resnet50_fpn(weights=None, weights_backbone=None, min_size=size, max_size=size).to(device).eval()
-    images = [torch.rand(3, size, size, device=device) for _ in range(batch)]
+    return fcos_resnet50_fpn(weights=None, weights_backbone=None, min_size=size, max_size=size).to(device).eval()
+
+
+def bench_fcos_backbone(size: int, batch: int, device: torch.device, repeats: int, amp: bool, sync) -> float:
+    """FCOS's ResNet-50 + FPN P3-P7 alone on a normalized batch: the same network as rgfl's backbone+FPN."""
+    model = build_fcos(size, device)
+    x = torch.randn(batch, 3, size, size, device=device)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
     with torch.inference_mode(), autocast:
-        return median_time(lambda: model(images), repeats, sync)
+        return median_time(lambda: model.backbone(x), repeats, sync)
+
+
+def bench_end_to_end(size: int, batch: int, device: torch.device, repeats: int, amp: bool, sync) -> tuple[float, float, float]:
+    """rgfl ``predict`` and FCOS ``forward`` on the same pixels, timed alternately (ABAB...) so that load
+    changes on a shared machine hit both; returns (rgfl median, FCOS median, median of per-round ratios)."""
+    rgfl_model, fcos_model = build_rgfl(device), build_fcos(size, device)
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
+    fcos_images = [image.float() / 255.0 for image in images]
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    rgfl_times, fcos_times = [], []
+    with torch.inference_mode(), autocast:
+        rgfl_model.predict(images), fcos_model(fcos_images)  # warm-up
+        for _ in range(repeats):
+            for model, inputs, times in ((rgfl_model, images, rgfl_times), (fcos_model, fcos_images, fcos_times)):
+                sync()
+                start = time.perf_counter()
+                model.predict(inputs) if model is rgfl_model else model(inputs)
+                sync()
+                times.append(time.perf_counter() - start)
+    ratios = [a / b for a, b in zip(rgfl_times, fcos_times)]
+    return statistics.median(rgfl_times), statistics.median(fcos_times), statistics.median(ratios)
 
 
 def main() -> None:
@@ -131,18 +169,22 @@ def main() -> None:
     amp_modes = [False, True] if device.type == "cuda" else [False]
     for amp in amp_modes:
         tag = " autocast bf16" if amp else ""
-        header = f"{'size':>5} | {'backbone+FPN':>12} {'head':>8} {'decode':>8} {'NMS':>8} {'total':>8} | {'post %':>6} | {'dets':>6} | {'FCOS':>8} {'rgfl/FCOS':>9} | {'patch/s':>8}"
+        header = (
+            f"{'size':>5} | {'backbone+FPN':>12} {'head':>8} {'decode':>8} {'NMS':>8} {'total':>8} | {'post %':>6} | {'dets':>6} | "
+            f"{'FCOS bb+FPN':>11} | {'predict':>8} {'FCOS':>8} {'rgfl/FCOS':>9} | {'patch/s':>8}"
+        )
         print(f"\nseconds per batch{tag}")
         print(header)
         print("-" * len(header))
         for size in args.sizes:
             parts = bench_rgfl(size, args.batch, device, args.repeats, args.candidates, amp, sync)
-            fcos = bench_fcos(size, args.batch, device, args.repeats, amp, sync)
+            fcos_backbone = bench_fcos_backbone(size, args.batch, device, args.repeats, amp, sync)
+            predict, fcos, ratio = bench_end_to_end(size, args.batch, device, args.repeats, amp, sync)
             post = parts["decode"] + parts["NMS"]
             print(
                 f"{size:>5} | {parts['backbone+FPN']:>12.4f} {parts['head']:>8.4f} {parts['decode']:>8.4f} {parts['NMS']:>8.4f} "
-                f"{parts['total']:>8.4f} | {100 * post / parts['total']:>5.1f}% | {parts['detections']:>6.0f} | {fcos:>8.4f} "
-                f"{parts['total'] / fcos:>9.2f} | {args.batch / parts['predict']:>8.2f}"
+                f"{parts['total']:>8.4f} | {100 * post / parts['total']:>5.1f}% | {parts['detections']:>6.0f} | {fcos_backbone:>11.4f} | "
+                f"{predict:>8.4f} {fcos:>8.4f} {ratio:>9.2f} | {args.batch / predict:>8.2f}"
             )
 
 
