@@ -52,14 +52,16 @@ def rgfl(*args: str) -> None:
 class EvaluateEachEpoch:
     """Training callback: score every epoch checkpoint on a held-out split, merged and at patch level."""
 
-    def __init__(self, split_root: Path, gt_dir: Path, out: Path, classes: tuple[str, ...] | None, workers: int):
+    def __init__(self, split_root: Path, gt_dir: Path, out: Path, classes: tuple[str, ...] | None, workers: int, every: int = 1):
         self.split_root, self.gt_dir, self.out, self.classes, self.workers = split_root, gt_dir, out, classes, workers
+        self.every = every  # evaluate every N-th epoch checkpoint
         self.rows: list[dict] = []
         self.train_start = time.perf_counter()
         self.eval_seconds = 0.0
 
     def on_checkpoint(self, path: Path) -> None:
-        if not Path(path).name.startswith("epoch_"):
+        name = Path(path).stem
+        if not name.startswith("epoch_") or int(name.split("_")[1]) % self.every:
             return
         began = time.perf_counter()
         row = evaluate_checkpoint(Path(path), self.split_root, self.gt_dir, self.out / Path(path).stem, self.classes, self.workers)
@@ -68,7 +70,7 @@ class EvaluateEachEpoch:
         row["eval_s"] = time.perf_counter() - began
         self.rows.append(row)
         print(
-            f"  epoch {len(self.rows):>2}  train {row['train_s']:7.1f} s  image AP50 {100 * row['AP50']:6.2f}  AP75 {100 * row['AP75']:6.2f}  "
+            f"  epoch {int(name.split('_')[1]):>3}  train {row['train_s']:7.1f} s  image AP50 {100 * row['AP50']:6.2f}  AP75 {100 * row['AP75']:6.2f}  "
             f"mAP {100 * row['mAP']:6.2f}  | patch AP50 {100 * row['patch_AP50']:6.2f}  ({row['eval_s']:.1f} s eval)",
             flush=True,
         )
@@ -131,7 +133,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers for inference")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides (section.key=value)")
     parser.add_argument("--real", action="store_true", help="also run the overfit check on the DOTA sample")
-    parser.add_argument("--real-epochs", type=int, default=24)
+    parser.add_argument("--real-epochs", type=int, default=120, help="epochs of the overfit check (4 steps each)")
+    parser.add_argument("--real-eval-every", type=int, default=20, help="evaluate every N-th epoch of the overfit check")
     parser.add_argument("--skip-synth", action="store_true")
     args = parser.parse_args()
 
@@ -189,7 +192,7 @@ def main() -> None:
             *args.overrides,
         ]
         print(f"real sample: {sorted(labelled)}, classes present {classes}; overrides {overrides}", flush=True)
-        callback = EvaluateEachEpoch(real_split, gt_dir, out / "real_eval", classes, args.workers)
+        callback = EvaluateEachEpoch(real_split, gt_dir, out / "real_eval", classes, args.workers, args.real_eval_every)
         seconds = train_with_eval(config, overrides, out / "real_work", callback)
         last = callback.rows[-1]
         print(f"real sample: {seconds:.1f} s of training; AP50 over present classes {100 * last['AP50']:.2f}  AP75 {100 * last['AP75']:.2f}")
