@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--real-size", type=int, default=512, help="split window of the overfit check")
     parser.add_argument("--real-overlap", type=int, default=128, help="split overlap of the overfit check")
     parser.add_argument("--real-rates", default="0.5,1.0", help="split rates of the overfit check (0.5 keeps the 590 px harbors whole)")
-    parser.add_argument("--real-epochs", type=int, default=120, help="epochs of the overfit check")
+    parser.add_argument("--real-epochs", type=int, default=100, help="epochs of the overfit check")
     parser.add_argument("--real-eval-every", type=int, default=20, help="evaluate every N-th epoch of the overfit check")
     parser.add_argument("--skip-synth", action="store_true")
     args = parser.parse_args()
