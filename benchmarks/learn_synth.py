@@ -160,8 +160,7 @@ def main() -> None:
         density = ["--objects", args.objects] if args.objects else []
         rgfl("synth", synth / "train", "--images", args.train_images, "--size", args.image_size, "--seed", 0, "--empty-fraction", 0, "--classes", SYNTH_CLASSES, *density)
         rgfl("synth", synth / "val", "--images", args.val_images, "--size", args.image_size, "--seed", 1, "--empty-fraction", 0, "--classes", SYNTH_CLASSES, *density)
-        train_overlap = args.overlap if args.train_overlap is None else args.train_overlap
-        for part, overlap in (("train", train_overlap), ("val", args.overlap)):
+        for part, overlap in (("train", args.train_overlap), ("val", args.overlap)):
             rgfl("split", synth / part, split / part, "--size", args.patch, "--overlap", overlap, "--workers", 1)
         print(f"data: {time.perf_counter() - began:.1f} s", flush=True)
         milestones = [max(1, round(args.epochs * 8 / 12)), max(1, round(args.epochs * 11 / 12))]
@@ -185,7 +184,6 @@ def main() -> None:
     if args.real:
         real_split = out / "real_split"
         rgfl("split", SAMPLE, real_split, "--size", args.real_size, "--overlap", args.real_overlap, "--rates", args.real_rates, "--workers", 1)
-        classes = present_classes(SAMPLE / "labelTxt")
         labelled = {p.stem for p in (SAMPLE / "images").iterdir()}
         gt_dir = out / "real_gt"
         gt_dir.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,7 @@ class DemoPlan:
     epochs: int
     max_iters: int | None
     objects: int | None
-    input_size: int | None = None  # None: the config's data.input_size
-    native_resolution: bool = False  # train on the patches as they are (data.input_size=null)
+    input_size: str | None = None  # data.input_size override ("null": patches as they are); None: the config's
 
     @classmethod
     def full(cls) -> "DemoPlan":
@@ -60,13 +59,13 @@ class DemoPlan:
         # of 18 steps of batch 4: about 5 of the 15 minutes on 2 CPU cores.
         return cls(
             train_images=8, val_images=3, test_images=2, image_size=1024, patch_size=384, overlap=64, epochs=10, max_iters=None, objects=100,
-            native_resolution=True,
+            input_size="null",
         )
 
     @classmethod
     def quick(cls) -> "DemoPlan":
         return cls(
-            train_images=2, val_images=2, test_images=1, image_size=640, patch_size=384, overlap=64, epochs=1, max_iters=4, objects=12, input_size=128
+            train_images=2, val_images=2, test_images=1, image_size=640, patch_size=384, overlap=64, epochs=1, max_iters=4, objects=12, input_size="128"
         )
 
 
@@ -147,9 +146,7 @@ def demo_command(
     overrides += ["--set", "schedule.warmup_iters=20"]
     if plan.max_iters is not None:
         overrides += ["--set", f"schedule.max_iters={plan.max_iters}"]
-    if plan.native_resolution:
-        overrides += ["--set", "data.input_size=null"]
-    elif plan.input_size is not None:
+    if plan.input_size is not None:
         overrides += ["--set", f"data.input_size={plan.input_size}"]
     stage("train", ["train", str(config), "--data", str(split / "train"), "--work-dir", str(work), *overrides])
     checkpoint = _latest_checkpoint(work)
