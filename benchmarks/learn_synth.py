@@ -169,7 +169,7 @@ def main() -> None:
             f"data.classes={SYNTH_CLASSES}",
             f"schedule.epochs={args.epochs}",
             f"schedule.milestones=[{milestones[0]}, {milestones[1]}]",
-            "data.input_size=null",  # patches at full resolution: small vehicles are 10-22 px long
+            "data.input_size=null",  # patches at full resolution: small vehicles are 14-40 px long
             "train.device=cpu",
             *args.overrides,
         ]
