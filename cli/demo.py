@@ -55,8 +55,8 @@ class DemoPlan:
     def full(cls) -> "DemoPlan":
         # The learning check's recipe (docs/chain.md) on 8 instead of 20 images: dense images
         # (~100 objects each: many positives per step) cut into 384 px patches and trained at
-        # full resolution (the config's 256 px resize leaves small vehicles 5 px long). 10 epochs
-        # of 18 steps of batch 4: about 5 of the 15 minutes on 2 CPU cores.
+        # full resolution (the config's 256 px resize shrinks the smallest vehicles to 9 x 4 px).
+        # 10 epochs of 18 steps of batch 4: about 5 of the 15 minutes on 2 CPU cores.
         return cls(
             train_images=8, val_images=3, test_images=2, image_size=1024, patch_size=384, overlap=64, epochs=10, max_iters=None, objects=100,
             input_size="null",

@@ -38,7 +38,7 @@ def synth_command(
     ] = 1,
 ) -> None:
     """Write a synthetic DOTA-format dataset: textured aerial-like images with objects of
-    several classes at all angles (10-300 px), dense clusters, objects across split-patch
+    several classes at all angles (12-300 px), dense clusters, objects across split-patch
     borders and some empty images. Labels are exact rotated rectangles (difficult 0)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table

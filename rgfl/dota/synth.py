@@ -7,7 +7,7 @@ tennis court a green rectangle with white lines, ...). The label of an object is
 rectangle the drawing fills exactly, written as a DOTA polygon.
 
 Layout of an image:
-- objects at random positions, angles and sizes (10 to 300 pixels depending on the class), with
+- objects at random positions, angles and sizes (12 to 300 pixels depending on the class), with
   little overlap (bounding circles may overlap by at most ``MAX_CIRCLE_OVERLAP``);
 - dense clusters of small objects (parking lots: rows of small vehicles; tank farms);
 - a few objects centred on the borders of the default 1024/824 split windows, so that they are
