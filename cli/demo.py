@@ -53,7 +53,7 @@ class DemoPlan:
 
     @classmethod
     def full(cls) -> "DemoPlan":
-        # The learning check's recipe (docs/chain.md) on 8 instead of 20 images: dense images
+        # The learning check's recipe (docs/chain.md) on 8 instead of 60 images: dense images
         # (~100 objects each: many positives per step) cut into 384 px patches and trained at
         # full resolution (the config's 256 px resize shrinks the smallest vehicles to 9 x 4 px).
         # 10 epochs of 18 steps of batch 4: about 5 of the 15 minutes on 2 CPU cores.
