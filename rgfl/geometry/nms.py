@@ -10,6 +10,10 @@ of their enclosing horizontal boxes, and each kept box looks only at the buckets
 is O(N), work is proportional to the number of overlapping pairs instead of N^2. The greedy loop
 is sequential and runs in a numba kernel on the CPU (float64 IoU, see ``iou_numba``); tensors on
 other devices are copied to the CPU and the indices are returned on the input's device.
+
+Why groups: class-aware NMS over a batch (images x classes as labels) is many independent greedy
+problems, so the labels are split into groups that run on all cores at once; the kept boxes are
+then put back in the global visiting order. One label (class-agnostic NMS) runs as one problem.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 from torch import Tensor
 
 from rgfl.geometry.iou import BACKEND_ENV, _as_tensor
-from rgfl.geometry.iou_numba import box_hbb, pair_iou, prepare_boxes
+from rgfl.geometry.iou_numba import PARALLEL_LAUNCH_LOCK, box_hbb, pair_iou, prepare_boxes
 
 __all__ = ["nms_rotated", "batched_nms_rotated"]
 
@@ -110,6 +114,46 @@ def _greedy_nms(boxes, order, labels, iou_threshold, cell):
     return keep[:kept]
 
 
+@numba.njit(parallel=True, cache=True)
+def _greedy_nms_groups(boxes, grouped, group_start, iou_threshold, cells, kept_flag):
+    """Greedy NMS of each group independently, groups in parallel.
+
+    ``grouped`` lists box indices group by group, each group in visiting order; group ``g`` is
+    ``grouped[group_start[g]:group_start[g + 1]]``. Sets ``kept_flag[i]`` for every kept box.
+    """
+    for g in numba.prange(group_start.shape[0] - 1):
+        members = grouped[group_start[g] : group_start[g + 1]]
+        n = members.shape[0]
+        local = np.empty((n, 5), dtype=np.float64)
+        for k in range(n):
+            local[k] = boxes[members[k]]
+        keep = _greedy_nms(local, np.arange(n), np.zeros(n, dtype=np.int64), iou_threshold, cells[g])
+        for k in keep:
+            kept_flag[members[k]] = True
+
+
+def _group_nms(boxes: np.ndarray, order: np.ndarray, labels: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Class-aware greedy NMS split by label; returns kept indices in the global visiting ``order``."""
+    # A stable sort by label keeps each group's boxes in visiting order.
+    grouped = order[np.argsort(labels[order], kind="stable")]
+    grouped_labels = labels[grouped]
+    group_start = np.flatnonzero(np.r_[True, grouped_labels[1:] != grouped_labels[:-1], True]).astype(np.int64)
+    sizes = np.maximum(boxes[:, 2], boxes[:, 3])
+    group_sizes = np.diff(group_start)
+    if group_sizes.shape[0] == 1:
+        return _greedy_nms(boxes, order, labels, iou_threshold, float(max(np.median(sizes), 1e-6)))
+    # Largest groups first, so that the long sequential ones start while the short ones fill in.
+    by_size = np.argsort(-group_sizes, kind="stable")
+    starts, ends = group_start[:-1][by_size], group_start[1:][by_size]
+    grouped = np.concatenate([grouped[a:b] for a, b in zip(starts, ends)])
+    group_start = np.r_[0, np.cumsum(ends - starts)].astype(np.int64)
+    cells = np.array([max(float(np.median(sizes[grouped[a:b]])), 1e-6) for a, b in zip(group_start[:-1], group_start[1:])])
+    kept_flag = np.zeros(boxes.shape[0], dtype=np.bool_)
+    with PARALLEL_LAUNCH_LOCK:
+        _greedy_nms_groups(boxes, grouped, group_start, iou_threshold, cells, kept_flag)
+    return order[kept_flag[order]]
+
+
 def _resolve_nms_backend(backend: str) -> str:
     import os
 
@@ -157,9 +201,7 @@ def _nms(boxes: Any, scores: Any, labels: Any, iou_threshold: float, backend: st
         # Decreasing score, ties by lower index: a stable sort of the negated scores.
         order = np.argsort(-score_array, kind="stable").astype(np.int64)
         label_array = np.zeros(n, dtype=np.int64) if label_tensor is None else label_tensor.detach().cpu().numpy().astype(np.int64)
-        sizes = np.maximum(box_array[:, 2], box_array[:, 3])
-        cell = float(max(np.median(sizes), 1e-6))
-        keep_array = _greedy_nms(box_array, order, label_array, float(iou_threshold), cell)
+        keep_array = _group_nms(box_array, order, label_array, float(iou_threshold))
     if from_numpy:
         return keep_array
     return torch.from_numpy(keep_array).to(device)
