@@ -59,8 +59,9 @@ def rgfl(*args: str) -> None:
 class EvaluateEachEpoch:
     """Training callback: score every epoch checkpoint on a held-out split, merged and at patch level."""
 
-    def __init__(self, split_root: Path, gt_dir: Path, out: Path, classes: tuple[str, ...] | None, workers: int, every: int = 1):
+    def __init__(self, split_root: Path, gt_dir: Path, out: Path, classes: tuple[str, ...] | None, workers: int, every: int = 1, device: str = "cpu"):
         self.split_root, self.gt_dir, self.out, self.classes, self.workers = split_root, gt_dir, out, classes, workers
+        self.device = device
         self.every = every  # evaluate every N-th epoch checkpoint
         self.rows: list[dict] = []
         self.train_start = time.perf_counter()
@@ -71,7 +72,7 @@ class EvaluateEachEpoch:
         if not name.startswith("epoch_") or int(name.split("_")[1]) % self.every:
             return
         began = time.perf_counter()
-        row = evaluate_checkpoint(Path(path), self.split_root, self.gt_dir, self.out / Path(path).stem, self.classes, self.workers)
+        row = evaluate_checkpoint(Path(path), self.split_root, self.gt_dir, self.out / Path(path).stem, self.classes, self.workers, self.device)
         row["train_s"] = began - self.train_start - self.eval_seconds
         self.eval_seconds += time.perf_counter() - began
         row["eval_s"] = time.perf_counter() - began
@@ -83,17 +84,15 @@ class EvaluateEachEpoch:
         )
 
 
-def evaluate_checkpoint(checkpoint: Path, split_root: Path, gt_dir: Path, out: Path, classes, workers: int) -> dict:
+def evaluate_checkpoint(checkpoint: Path, split_root: Path, gt_dir: Path, out: Path, classes, workers: int, device: str = "cpu") -> dict:
     """Infer the split, merge to full images, score at image and patch level; returns the metrics."""
-    import dataclasses
 
     from rgfl.cli.run_model import load_detector, merge_patch_detections, model_input_size
     from rgfl.engine.inference import InferenceSettings, shards_to_task1, stream_patch_detections
     from rgfl.evaluation.dota_map import evaluate_detections
 
-    detector = load_detector(checkpoint, "cpu")
-    settings = InferenceSettings(batch_size=4, workers=workers, device="cpu", amp=False, input_size=model_input_size(detector))
-    settings = dataclasses.replace(settings)
+    detector = load_detector(checkpoint, device)
+    settings = InferenceSettings(batch_size=4, workers=workers, device=device, amp=False, input_size=model_input_size(detector))
     shards = out / "patch_dets" / "shards"
     stream_patch_detections(detector.model, split_root / "images", shards, settings, detector.fingerprint)
     shards_to_task1(shards, out / "patch_dets", detector.class_names)
@@ -148,6 +147,7 @@ def main() -> None:
     parser.add_argument("--real-epochs", type=int, default=100, help="epochs of the overfit check")
     parser.add_argument("--real-eval-every", type=int, default=20, help="evaluate every N-th epoch of the overfit check")
     parser.add_argument("--skip-synth", action="store_true")
+    parser.add_argument("--device", default="cpu", help="training and inference device (the targets are for cpu; cuda to explore settings quickly)")
     args = parser.parse_args()
 
     import torch
@@ -173,11 +173,11 @@ def main() -> None:
             f"schedule.epochs={args.epochs}",
             f"schedule.milestones=[{milestones[0]}, {milestones[1]}]",
             "data.input_size=null",  # patches at full resolution: small vehicles are 14-40 px long
-            "train.device=cpu",
+            f"train.device={args.device}",
             *args.overrides,
         ]
         print(f"synthetic: tiny config, {args.epochs} epochs, overrides {overrides}", flush=True)
-        callback = EvaluateEachEpoch(split / "val", synth / "val" / "labelTxt", out / "eval", None, args.workers)
+        callback = EvaluateEachEpoch(split / "val", synth / "val" / "labelTxt", out / "eval", None, args.workers, device=args.device)
         seconds = train_with_eval(config, overrides, out / "work", callback)
         last = callback.rows[-1]
         print(f"synthetic: {seconds:.1f} s of training; final image-level AP50 {100 * last['AP50']:.2f}  AP75 {100 * last['AP75']:.2f}  mAP {100 * last['mAP']:.2f}")
@@ -198,12 +198,12 @@ def main() -> None:
             "data.input_size=null",
             f"schedule.epochs={args.real_epochs}",
             f"schedule.milestones=[{round(args.real_epochs * 0.75)}, {round(args.real_epochs * 0.9)}]",
-            "train.device=cpu",
-            "train.checkpoint_interval=4",
+            f"train.device={args.device}",
+            f"train.checkpoint_interval={args.real_eval_every}",  # the epochs that are evaluated (and the last)
             *args.real_overrides,
         ]
         print(f"real sample: {sorted(labelled)}, classes present {classes}; overrides {overrides}", flush=True)
-        callback = EvaluateEachEpoch(real_split, gt_dir, out / "real_eval", classes, args.workers, args.real_eval_every)
+        callback = EvaluateEachEpoch(real_split, gt_dir, out / "real_eval", classes, args.workers, args.real_eval_every, device=args.device)
         seconds = train_with_eval(config, overrides, out / "real_work", callback)
         last = callback.rows[-1]
         print(f"real sample: {seconds:.1f} s of training; AP50 over present classes {100 * last['AP50']:.2f}  AP75 {100 * last['AP75']:.2f}")
