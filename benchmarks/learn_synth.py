@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides (section.key=value)")
     parser.add_argument("--real-set", dest="real_overrides", action="append", default=[], help="config overrides of the overfit check")
     parser.add_argument("--real", action="store_true", help="also run the overfit check on the DOTA sample")
+    parser.add_argument("--sample", type=Path, default=SAMPLE, help="DOTA sample folder (images/, labelTxt/) of the overfit check")
     parser.add_argument("--real-size", type=int, default=512, help="split window of the overfit check")
     parser.add_argument("--real-overlap", type=int, default=128, help="split overlap of the overfit check")
     parser.add_argument("--real-rates", default="0.5,1.0", help="split rates of the overfit check (0.5 keeps the 590 px harbors whole)")
@@ -186,12 +187,12 @@ def main() -> None:
 
     if args.real:
         real_split = out / "real_split"
-        rgfl("split", SAMPLE, real_split, "--size", args.real_size, "--overlap", args.real_overlap, "--rates", args.real_rates, "--workers", 1)
-        labelled = {p.stem for p in (SAMPLE / "images").iterdir()}
+        rgfl("split", args.sample, real_split, "--size", args.real_size, "--overlap", args.real_overlap, "--rates", args.real_rates, "--workers", 1)
+        labelled = {p.stem for p in (args.sample / "images").iterdir()}
         gt_dir = out / "real_gt"
         gt_dir.mkdir(parents=True, exist_ok=True)
         for stem in labelled:  # the label files that have an image
-            (gt_dir / f"{stem}.txt").write_bytes((SAMPLE / "labelTxt" / f"{stem}.txt").read_bytes())
+            (gt_dir / f"{stem}.txt").write_bytes((args.sample / "labelTxt" / f"{stem}.txt").read_bytes())
         classes = present_classes(gt_dir)
         overrides = [
             f"data.root={real_split}",
