@@ -86,7 +86,6 @@ class EvaluateEachEpoch:
 
 def evaluate_checkpoint(checkpoint: Path, split_root: Path, gt_dir: Path, out: Path, classes, workers: int, device: str = "cpu") -> dict:
     """Infer the split, merge to full images, score at image and patch level; returns the metrics."""
-
     from rgfl.cli.run_model import load_detector, merge_patch_detections, model_input_size
     from rgfl.engine.inference import InferenceSettings, shards_to_task1, stream_patch_detections
     from rgfl.evaluation.dota_map import evaluate_detections

@@ -115,7 +115,7 @@ def _greedy_nms(boxes, order, labels, iou_threshold, cell):
 
 
 @numba.njit(parallel=True, cache=True)
-def _greedy_nms_groups(boxes, grouped, group_start, iou_threshold, cells, kept_flag):
+def _greedy_nms_groups(boxes, grouped, group_start, iou_threshold, kept_flag):
     """Greedy NMS of each group independently, groups in parallel.
 
     ``grouped`` lists box indices group by group, each group in visiting order; group ``g`` is
@@ -127,30 +127,24 @@ def _greedy_nms_groups(boxes, grouped, group_start, iou_threshold, cells, kept_f
         local = np.empty((n, 5), dtype=np.float64)
         for k in range(n):
             local[k] = boxes[members[k]]
-        keep = _greedy_nms(local, np.arange(n), np.zeros(n, dtype=np.int64), iou_threshold, cells[g])
+        cell = max(np.median(np.maximum(local[:, 2], local[:, 3])), 1e-6)
+        keep = _greedy_nms(local, np.arange(n), np.zeros(n, dtype=np.int64), iou_threshold, cell)
         for k in keep:
             kept_flag[members[k]] = True
 
 
 def _group_nms(boxes: np.ndarray, order: np.ndarray, labels: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Class-aware greedy NMS split by label; returns kept indices in the global visiting ``order``."""
-    # A stable sort by label keeps each group's boxes in visiting order.
-    grouped = order[np.argsort(labels[order], kind="stable")]
-    grouped_labels = labels[grouped]
-    group_start = np.flatnonzero(np.r_[True, grouped_labels[1:] != grouped_labels[:-1], True]).astype(np.int64)
-    sizes = np.maximum(boxes[:, 2], boxes[:, 3])
-    group_sizes = np.diff(group_start)
-    if group_sizes.shape[0] == 1:
-        return _greedy_nms(boxes, order, labels, iou_threshold, float(max(np.median(sizes), 1e-6)))
-    # Largest groups first, so that the long sequential ones start while the short ones fill in.
-    by_size = np.argsort(-group_sizes, kind="stable")
-    starts, ends = group_start[:-1][by_size], group_start[1:][by_size]
-    grouped = np.concatenate([grouped[a:b] for a, b in zip(starts, ends)])
-    group_start = np.r_[0, np.cumsum(ends - starts)].astype(np.int64)
-    cells = np.array([max(float(np.median(sizes[grouped[a:b]])), 1e-6) for a, b in zip(group_start[:-1], group_start[1:])])
+    _, group_of, group_sizes = np.unique(labels[order], return_inverse=True, return_counts=True)
+    # Largest groups first, so that the long sequential ones start while the short ones fill in;
+    # the stable sort keeps each group's boxes in visiting order.
+    size_rank = np.empty_like(group_sizes)
+    size_rank[np.argsort(-group_sizes, kind="stable")] = np.arange(group_sizes.shape[0])
+    grouped = order[np.argsort(size_rank[group_of], kind="stable")]
+    group_start = np.r_[0, np.cumsum(np.sort(group_sizes)[::-1])].astype(np.int64)
     kept_flag = np.zeros(boxes.shape[0], dtype=np.bool_)
     with PARALLEL_LAUNCH_LOCK:
-        _greedy_nms_groups(boxes, grouped, group_start, iou_threshold, cells, kept_flag)
+        _greedy_nms_groups(boxes, grouped, group_start, iou_threshold, kept_flag)
     return order[kept_flag[order]]
 
 
