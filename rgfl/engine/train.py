@@ -104,6 +104,11 @@ class LossModule(nn.Module):
         return self.detector.compute_losses(images, targets)
 
 
+def _child_exited(signum: int, frame: Any) -> None:
+    """SIGCHLD while stopping: nothing to do (a Python function, not SIG_IGN, which would reap
+    the workers before the DataLoader can check how they ended)."""
+
+
 class _StopRequest:
     """Turns SIGINT/SIGTERM into a request honoured between iterations; a second signal aborts."""
 
@@ -121,8 +126,19 @@ class _StopRequest:
         name = signal.Signals(signum).name
         if self.reason is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl-C: stop now (checkpoint writes are atomic)
-        logger.warning("%s received: finishing this iteration, saving a checkpoint, then exiting (Ctrl-C again to abort)", name)
+        if self.reason is None:
+            self._expect_worker_deaths()
         self.request(name)
+        logger.warning("%s received: finishing this iteration, saving a checkpoint, then exiting (Ctrl-C again to abort)", name)
+
+    def _expect_worker_deaths(self) -> None:
+        # A signal sent to the process group (`timeout`, batch schedulers, Ctrl-C in a terminal)
+        # also kills the DataLoader workers. torch's SIGCHLD handler raises their death into
+        # whatever the main process runs next: this handler, its log call, or the training step,
+        # which would end the run without its checkpoint. From here on a dead worker is expected;
+        # the loader still reports it at the next fetch, which `_batches` turns into the stop.
+        if hasattr(signal, "SIGCHLD") and signal.SIGCHLD not in self._previous:
+            self._previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _child_exited)
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -390,6 +406,8 @@ class Trainer:
         try:
             status = self._loop(jsonl, tensorboard)
         finally:
+            if self.stop:
+                self._release_workers()
             self.stop.uninstall()
             if jsonl is not None:
                 jsonl.close()
@@ -398,6 +416,20 @@ class Trainer:
         result = TrainResult(status, self.epoch, self.iteration, self.last_checkpoint, self.skipped_batches, self.last_record)
         self._emit("on_train_end", result)
         return result
+
+    def _release_workers(self) -> None:
+        """Shut down the persistent DataLoader workers of a stopped run, dead or alive.
+
+        A signal to the process group may have killed them; left registered with torch, a dead
+        worker would be reported by torch's SIGCHLD handler (restored by ``uninstall``) at the next
+        child exit anywhere in this process, e.g. during an evaluation after ``train`` returned.
+        torch has no public call for this, hence the private iterator.
+        """
+        iterator = getattr(self.loader, "_iterator", None)
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+            self.loader._iterator = None
 
     def _prepare_work_dir(self) -> None:
         if not self.is_main:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 import yaml
 
 from rgfl.engine.build import build_model, class_names, load_detector
-from rgfl.engine.checkpoint import find_latest_checkpoint, load_checkpoint
+from rgfl.engine.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint
 from rgfl.engine.config import config_from_dict, config_to_dict
 from rgfl.engine.train import NonFiniteLossError, Trainer, train
-from tests.engine.helpers import requires_pipeline, tiny_config, train_records
+from tests.engine.helpers import TINY_CONFIG, requires_pipeline, tiny_config, tiny_overrides, train_records
 
 pytestmark = requires_pipeline
 
@@ -110,6 +115,76 @@ def test_sigterm_leaves_a_loadable_checkpoint(tiny_split, tmp_path):
     model = build_model(tiny_config(tiny_split).model, len(class_names(tiny_config(tiny_split).data)))
     model.load_state_dict(state["model"])  # complete and consistent
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+class KillWorkersOnStopNotice(logging.Handler):
+    """Kills the run's DataLoader workers (from another process, as a process-group kill does)
+    while the trainer logs its stop notice, so their SIGCHLD arrives inside the SIGTERM handler:
+    the order seen when `timeout` stopped a run on the GPU machine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.workers: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "SIGTERM received" in record.getMessage() and self.workers:
+            subprocess.run(["kill", "-TERM", *map(str, self.workers)], check=True)  # sender is not the parent
+            for pid in self.workers:
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not reaped (the loader checks them)
+
+
+class SigtermAt:
+    def __init__(self, iteration: int, notice: KillWorkersOnStopNotice):
+        self.iteration = iteration
+        self.notice = notice
+
+    def on_log(self, record: dict) -> None:
+        if record["iteration"] == self.iteration:
+            self.notice.workers = [child.pid for child in multiprocessing.active_children()]
+            assert self.notice.workers, "the run has DataLoader worker processes"
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_workers_dying_inside_the_sigterm_handler_do_not_break_the_stop(tiny_split, tmp_path, capfd):
+    cfg = tiny_config(tiny_split, **{"data.workers": 1, "data.persistent_workers": True, "schedule.epochs": 3})
+    notice = KillWorkersOnStopNotice()
+    train_logger = logging.getLogger("rgfl.engine.train")
+    train_logger.addHandler(notice)
+    try:
+        result = train(cfg, tmp_path, callbacks=[SigtermAt(1, notice)])
+    finally:
+        train_logger.removeHandler(notice)
+    assert result.status == "interrupted"
+    assert load_checkpoint(find_latest_checkpoint(tmp_path))["iteration"] == 1
+    assert "Logging error" not in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_sigterm_to_the_process_group_of_a_training_run(tiny_split, tmp_path):
+    # What `timeout`, Slurm or Ctrl-C in a terminal do: the main process and its DataLoader
+    # workers get the signal together. The run must save its checkpoint and say how to resume.
+    work_dir = tmp_path / "run"
+    overrides = tiny_overrides(tiny_split, **{"data.workers": 1, "schedule.epochs": 1000})
+    command = [sys.executable, "-m", "rgfl", "train", str(TINY_CONFIG), "--work-dir", str(work_dir)]
+    command += [arg for override in overrides for arg in ("--set", override)]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        log = work_dir / "log.jsonl"
+        while not (log.is_file() and '"event": "train"' in log.read_text()):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no training iteration within 120 s"
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, (out, err)
+    assert "Continue with: rgfl train" in err and "--resume" in err  # the console writes to stderr
+    assert "Traceback" not in err and "Logging error" not in err, err
+    state = load_checkpoint(find_latest_checkpoint(work_dir))
+    assert state["iteration"] >= 1
 
 
 class NaNLogits:
