@@ -18,7 +18,7 @@ from rgfl.engine.config import Config, DataConfig, ModelConfig, OptimizerConfig,
 from rgfl.errors import InputError, RgflError
 from rgfl.model.fuse import fold_batchnorms
 
-__all__ = ["class_names", "build_model", "model_signature", "build_train_dataset", "build_optimizer", "load_detector"]
+__all__ = ["class_names", "build_model", "model_signature", "build_train_dataset", "build_optimizer", "load_detector", "saved_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
         "feat_channels": cfg.feat_channels,
         "stacked_convs": cfg.stacked_convs,
         "topk": cfg.topk,
+        "angle_coding": cfg.angle_coding,
         "nms_pre": cfg.nms_pre,
         "score_thr": cfg.score_thr,
         "nms_iou": cfg.nms_iou,
@@ -123,6 +124,20 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig, lr: float) -> torch.
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
 
 
+# Defaults that changed, with the value every checkpoint saved before the key existed was trained with.
+_DEFAULTS_BEFORE = {("model", "angle_coding"): "sigmoid"}
+
+
+def saved_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config dict, completed with the values of keys it predates (a default that
+    changed later must not change what an old checkpoint means)."""
+    data = {section: dict(values) if isinstance(values, dict) else values for section, values in data.items()}
+    for (section, key), value in _DEFAULTS_BEFORE.items():
+        if isinstance(data.get(section), dict) and key not in data[section]:
+            data[section][key] = value
+    return data
+
+
 def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu", fold_norms: bool = True) -> tuple[nn.Module, Config]:
     """Rebuild the detector of a training checkpoint for inference (``rgfl eval``); eval mode.
 
@@ -136,7 +151,7 @@ def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu", fo
     from rgfl.engine.checkpoint import load_checkpoint
 
     state = load_checkpoint(checkpoint)
-    cfg = config_from_dict(state["config"], source=checkpoint)
+    cfg = config_from_dict(saved_config(state["config"]), source=checkpoint)
     model = build_model(cfg.model, len(class_names(cfg.data)), pretrained="none")
     load_model_state(model, state["model"], checkpoint)
     model.eval()

@@ -103,13 +103,19 @@ class DistanceAngleCoder:
     by the stride. Decoding: ``w = left + right``, ``h = top + bottom``, and the center is the prior
     moved by ``((right - left)/2, (bottom - top)/2)`` rotated by ``theta``.
 
-    The angle is predicted as ``theta = (sigmoid(a) - 0.25) * pi``, which spans the le135 range
-    ``(-pi/4, 3pi/4)`` (see docs/model.md).
+    The angle is predicted as ``theta = pi/4 * (1 + a)`` (``linear``, any angle; boxes are
+    regularized to le135 after decoding) or ``theta = (sigmoid(a) - 0.25) * pi`` (``sigmoid``,
+    squashed into the le135 range ``(-pi/4, 3pi/4)``); both give pi/4 and the same slope at
+    ``a = 0``. See docs/model.md for why ``linear`` is the default.
     """
 
     @staticmethod
-    def angle_from_logit(logit: Tensor) -> Tensor:
-        return (torch.sigmoid(logit) - 0.25) * math.pi
+    def angle_from_logit(logit: Tensor, coding: str = "linear") -> Tensor:
+        if coding == "linear":
+            return (logit + 1.0) * (math.pi / 4)
+        if coding == "sigmoid":
+            return (torch.sigmoid(logit) - 0.25) * math.pi
+        raise ValueError(f"angle coding must be 'linear' or 'sigmoid', got {coding!r}")
 
     @staticmethod
     def encode(points: Tensor, strides: Tensor, boxes: Tensor) -> Tensor:

@@ -55,6 +55,9 @@ class RotatedGFL(nn.Module):
         octave_base_scale: side of the square anchor in strides (assignment only); default 4.
         strides: FPN strides; fixed to (8, 16, 32, 64, 128) by the P3-P7 neck.
         topk: ATSS candidates per level (9).
+        angle_coding: ``gfl`` angle from its logit ``a``: ``"linear"`` ``pi/4 * (1 + a)`` (default)
+            or ``"sigmoid"`` ``(sigmoid(a) - 1/4) * pi`` (bounded to le135; thin boxes near the
+            le135 boundary are then out of reach, see docs/model.md).
         loss_cls_weight: weight of QFL (``gfl``) or focal loss (``vanilla``); default 1.
         loss_bbox_weight: weight of the rotated IoU loss; None -> 2 (``gfl``) or 1 (``vanilla``).
         loss_dfl_weight: weight of DFL (``gfl`` only); default 0.25.
@@ -80,6 +83,7 @@ class RotatedGFL(nn.Module):
         octave_base_scale: float = 4.0,
         strides: tuple[int, ...] | list[int] = FPN_STRIDES,
         topk: int = 9,
+        angle_coding: str = "linear",
         loss_cls_weight: float = 1.0,
         loss_bbox_weight: float | None = None,
         loss_dfl_weight: float = 0.25,
@@ -103,6 +107,9 @@ class RotatedGFL(nn.Module):
         self.num_classes = num_classes
         self.variant = head
         self.reg_max = reg_max
+        if angle_coding not in ("linear", "sigmoid"):
+            raise ValueError(f"angle_coding must be 'linear' or 'sigmoid', got {angle_coding!r}")
+        self.angle_coding = angle_coding
         self.octave_base_scale = float(octave_base_scale)
         self.strides = list(FPN_STRIDES)
         self.loss_cls_weight = loss_cls_weight
@@ -168,7 +175,7 @@ class RotatedGFL(nn.Module):
         values = (probs * self.projection).sum(dim=2)  # [N, 4] distances in strides or [N, 5] deltas
         if self.variant == "gfl":
             assert angle_logits is not None
-            theta = DistanceAngleCoder.angle_from_logit(angle_logits.float())
+            theta = DistanceAngleCoder.angle_from_logit(angle_logits.float(), self.angle_coding)
             return DistanceAngleCoder.decode(priors.centers[index], priors.strides[index], values, theta)
         return DeltaXYWHACoder.decode(priors.anchors()[index], values)
 

@@ -25,7 +25,7 @@ class HeadOutputs:
         cls_logits: Tensor[B, P, C] class(-quality) logits (sigmoid gives the score).
         box_logits: Tensor[B, P, 4K] (``gfl``: left/top/right/bottom distributions, each K bins) or
             Tensor[B, P, 5K] (``vanilla``: dx/dy/dw/dh/dtheta distributions).
-        angle_logits: Tensor[B, P] (``gfl``; angle = ``(sigmoid - 0.25) * pi``) or None (``vanilla``).
+        angle_logits: Tensor[B, P] (``gfl``; the angle follows ``model.angle_coding``, see ``DistanceAngleCoder``) or None (``vanilla``).
         level_sizes: ``[(H_l, W_l)]`` of the five levels.
         strides: stride of each level.
     """

@@ -80,6 +80,24 @@ def test_short_run_writes_checkpoint_resolved_config_and_json_log(tiny_split, tm
     torch.testing.assert_close(fast.cls_logits, reference.cls_logits, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(fast.box_logits, reference.box_logits, rtol=1e-4, atol=1e-4)
 
+    # A checkpoint saved before `model.angle_coding` existed was trained with the sigmoid coding
+    # and must still decode its angles with it, although the default is now linear.
+    assert detector.angle_coding == "linear"
+    old_state = dict(state, config={**state["config"], "model": {k: v for k, v in state["config"]["model"].items() if k != "angle_coding"}})
+    old_checkpoint = save_checkpoint(old_state, tmp_path / "before_angle_coding.pt")
+    old_detector, old_cfg = load_detector(old_checkpoint, fold_norms=False)
+    assert old_detector.angle_coding == "sigmoid" and old_cfg.model.angle_coding == "sigmoid"
+    with torch.no_grad():
+        logits = reference.angle_logits[0, :50]
+        expected = (torch.sigmoid(logits) - 0.25) * math.pi
+        prior_index = torch.arange(50)
+        box_logits = reference.box_logits[0, :50]
+        priors = old_detector.priors(reference, images.device)
+        old_theta = old_detector.decode(box_logits, logits, priors, prior_index)[:, 4]
+        new_theta = detector.decode(box_logits, logits, priors, prior_index)[:, 4]
+    torch.testing.assert_close(old_theta, expected)
+    torch.testing.assert_close(new_theta, (logits + 1) * math.pi / 4)
+
 
 def test_interrupted_and_resumed_run_matches_uninterrupted_losses(tiny_split, tmp_path):
     # Augmentation on (flips), so resume must also reproduce the per-sample random draws.

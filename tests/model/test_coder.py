@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from rgfl.losses.gfl import rotated_iou
 from rgfl.model.coder import DeltaXYWHACoder, DistanceAngleCoder, make_priors, regularize_le135
 from tests.conftest import DEVICES
 
@@ -57,10 +58,53 @@ def test_distance_encoding_by_hand():
     torch.testing.assert_close(distances8, distances / 8)
 
 
-def test_angle_parametrisation_spans_le135():
+def test_sigmoid_angle_coding_spans_le135():
     logits = torch.tensor([-50.0, 0.0, 50.0])
-    angles = DistanceAngleCoder.angle_from_logit(logits)
+    angles = DistanceAngleCoder.angle_from_logit(logits, "sigmoid")
     torch.testing.assert_close(angles, torch.tensor([-math.pi / 4, math.pi / 4, 3 * math.pi / 4]))
+
+
+def test_linear_angle_coding_matches_sigmoid_at_zero_and_is_unbounded():
+    logits = torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0], requires_grad=True)
+    angles = DistanceAngleCoder.angle_from_logit(logits)  # linear is the default
+    torch.testing.assert_close(angles.detach(), torch.tensor([-math.pi / 4, 0.0, math.pi / 4, math.pi / 2, math.pi]))
+    angles.sum().backward()
+    zero = torch.zeros(1, requires_grad=True)
+    DistanceAngleCoder.angle_from_logit(zero, "sigmoid").backward()
+    torch.testing.assert_close(logits.grad, torch.full((5,), math.pi / 4))
+    torch.testing.assert_close(zero.grad, torch.tensor([math.pi / 4]))  # same slope at the start
+    with pytest.raises(ValueError, match="angle coding"):
+        DistanceAngleCoder.angle_from_logit(logits, "tanh")
+
+
+@pytest.mark.parametrize(("coding", "reaches"), [("linear", True), ("sigmoid", False)])
+def test_iou_loss_turns_a_thin_box_across_the_le135_boundary(coding, reaches):
+    # A ship 40 x 6 px at -40 degrees (le135): the same rectangle as at 140 degrees. Started at 100
+    # degrees (as the detector's angle branch was seen to stall), gradient descent on 1 - IoU turns
+    # the box up towards 140 degrees. The sigmoid coding cannot pass 135 (and slows down before it),
+    # so the thin box stays misaligned; the linear coding reaches it.
+    target = torch.tensor([[0.0, 0.0, 40.0, 6.0, math.radians(-40.0)]])
+    if coding == "linear":
+        start = math.radians(100.0) / (math.pi / 4) - 1.0
+    else:
+        start = math.log((math.radians(100.0) / math.pi + 0.25) / (1 - (math.radians(100.0) / math.pi + 0.25)))
+    logit = torch.tensor([start], requires_grad=True)
+    optimizer = torch.optim.Adam([logit], lr=0.05)
+    decay = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.98)  # settle instead of circling the kink at IoU 1
+    for _ in range(300):
+        theta = DistanceAngleCoder.angle_from_logit(logit, coding)
+        loss = (1 - rotated_iou(torch.cat([target[:, :4], theta[:, None]], dim=1), target)).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        decay.step()
+    theta = DistanceAngleCoder.angle_from_logit(logit.detach(), coding)
+    error = abs(math.degrees(float(theta)) - 140.0)  # the equivalent angle on the side it came from
+    iou = float(rotated_iou(torch.cat([target[:, :4], theta[:, None]], dim=1), target))
+    if reaches:
+        assert error < 0.5 and iou > 0.97, (error, iou)
+    else:
+        assert error > 4.0 and iou < 0.8, (error, iou)
 
 
 @pytest.mark.parametrize("device", DEVICES)
