@@ -75,6 +75,7 @@ def model_signature(cfg: Config) -> dict[str, Any]:
         "reg_max": cfg.model.reg_max,
         "feat_channels": cfg.model.feat_channels,
         "stacked_convs": cfg.model.stacked_convs,
+        "angle_coding": cfg.model.angle_coding,
     }
 
 

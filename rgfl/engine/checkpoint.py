@@ -4,7 +4,7 @@ A checkpoint is one ``torch.save`` file (a dict of tensors and plain Python valu
 ``weights_only=True``) holding:
 
 - ``format`` (``"rgfl-checkpoint"``), ``format_version``, ``rgfl_version``;
-- ``model_signature``: head, backbone, class names: what a checkpoint must match to be loaded;
+- ``model_signature``: head, backbone, class names, angle coding: what a checkpoint must match to be loaded;
 - ``model``: the detector's state dict (unwrapped from DDP / torch.compile);
 - ``optimizer``, ``scheduler``, ``scaler`` (GradScaler, or None);
 - ``epoch`` (0-based epoch in progress), ``batch_in_epoch`` (batches of it already trained),
@@ -114,13 +114,20 @@ def find_latest_checkpoint(work_dir: str | Path) -> Path | None:
     return files[-1] if files else None
 
 
+# Signature keys added later, with the value every checkpoint saved before them was made with.
+SIGNATURE_BEFORE = {"angle_coding": "sigmoid"}
+
+
 def check_model_signature(state: dict[str, Any], expected: dict[str, Any], path: str | Path) -> None:
-    """Refuse a checkpoint of another model (head, backbone or class list differ)."""
+    """Refuse a checkpoint of another model (head, backbone, class list or angle coding differ)."""
     found = state.get("model_signature", {})
+    if found:
+        found = {**{k: v for k, v in SIGNATURE_BEFORE.items() if k in expected}, **found}
     for key, value in expected.items():
         if key in found and found[key] != value:
+            hint = f" (set model.{key}={found[key]} to use it)" if key == "angle_coding" else ""
             raise CheckpointError(
-                f"checkpoint is from another model: {key} is {_short(found[key])} in the checkpoint but {_short(value)} in the config",
+                f"checkpoint is from another model: {key} is {_short(found[key])} in the checkpoint but {_short(value)} in the config{hint}",
                 path,
             )
 

@@ -371,14 +371,24 @@ class Trainer:
         return bool(dist_utils.all_reduce_sum(flag).item() > 0)
 
     def _batches(self) -> Iterator[Any]:
-        iterator = iter(self.loader)
+        # A worker killed by the same signal as this process surfaces as torch's RuntimeError
+        # ("worker exited unexpectedly") or, when its pipe breaks before torch sees it dead, as
+        # EOFError / ConnectionResetError: while stopping, all of them end the data, and the
+        # main process still saves its checkpoint.
+        worker_died = (RuntimeError, EOFError, OSError)
+        try:
+            iterator = iter(self.loader)  # persistent workers confirm the new epoch: may find one dead
+        except worker_died:
+            if self.stop:
+                return
+            raise
         while True:
             try:
                 yield next(iterator)
             except StopIteration:
                 return
-            except RuntimeError:
-                if self.stop:  # a worker killed by the same SIGTERM: the main process still saves
+            except worker_died:
+                if self.stop:
                     return
                 raise
 
@@ -406,9 +416,11 @@ class Trainer:
         try:
             status = self._loop(jsonl, tensorboard)
         finally:
-            if self.stop:
-                self._release_workers()
-            self.stop.uninstall()
+            try:
+                if self.stop:
+                    self._release_workers()
+            finally:
+                self.stop.uninstall()
             if jsonl is not None:
                 jsonl.close()
             if tensorboard is not None:

@@ -129,7 +129,11 @@ class RotatedGFLHead(nn.Module):
             if self.variant == "gfl":
                 box = self.scales[level](box)
                 assert self.angle_conv is not None
-                angle_per_level.append(self.angle_conv(reg_feat).flatten(1))  # [B, H*W]
+                # float32 even under autocast: the unbounded linear angle coding has no squashing
+                # to hide bf16 rounding (a step of 2**-7 in the logit near |a| = 1 is 0.35 degrees).
+                with torch.autocast(device_type=reg_feat.device.type, enabled=False):
+                    angle = self.angle_conv(reg_feat.float())
+                angle_per_level.append(angle.flatten(1))  # [B, H*W]
             cls_per_level.append(cls.flatten(2).transpose(1, 2))  # [B, H*W, C]
             box_per_level.append(box.flatten(2).transpose(1, 2))  # [B, H*W, 4K or 5K]
         return HeadOutputs(

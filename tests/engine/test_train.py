@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from rgfl.engine.build import build_model, class_names, load_detector
-from rgfl.engine.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint
+from rgfl.engine.checkpoint import CheckpointError, find_latest_checkpoint, load_checkpoint, save_checkpoint
 from rgfl.engine.config import config_from_dict, config_to_dict
 from rgfl.engine.train import NonFiniteLossError, Trainer, train
 from tests.engine.helpers import TINY_CONFIG, requires_pipeline, tiny_config, tiny_overrides, train_records
@@ -135,6 +135,21 @@ def test_sigterm_leaves_a_loadable_checkpoint(tiny_split, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
+def test_resuming_a_run_from_before_the_angle_coding_key_needs_its_sigmoid(tiny_split, tmp_path):
+    first = train(tiny_config(tiny_split, **{"schedule.max_iters": 1}), tmp_path)
+    assert first.status == "max_iters"
+    state = load_checkpoint(first.checkpoint)
+    assert state["model_signature"]["angle_coding"] == "linear"
+    # The same checkpoint as written before the key existed (trained with the sigmoid coding).
+    state["model_signature"].pop("angle_coding")
+    state["config"]["model"].pop("angle_coding")
+    save_checkpoint(state, first.checkpoint)
+    with pytest.raises(CheckpointError, match=r"angle_coding is 'sigmoid' in the checkpoint but 'linear' in the config \(set model.angle_coding=sigmoid"):
+        train(tiny_config(tiny_split), tmp_path, resume=True)
+    resumed = train(tiny_config(tiny_split, **{"model.angle_coding": "sigmoid"}), tmp_path, resume=True)
+    assert resumed.status == "completed" and resumed.iteration == 4
+
+
 class KillWorkersOnStopNotice(logging.Handler):
     """Kills the run's DataLoader workers (from another process, as a process-group kill does)
     while the trainer logs its stop notice, so their SIGCHLD arrives inside the SIGTERM handler:
@@ -158,6 +173,7 @@ class SigtermAt:
 
     def on_log(self, record: dict) -> None:
         if record["iteration"] == self.iteration:
+            self.sigchld = signal.getsignal(signal.SIGCHLD)  # torch's, set when the workers started
             self.notice.workers = [child.pid for child in multiprocessing.active_children()]
             assert self.notice.workers, "the run has DataLoader worker processes"
             os.kill(os.getpid(), signal.SIGTERM)
@@ -169,13 +185,21 @@ def test_workers_dying_inside_the_sigterm_handler_do_not_break_the_stop(tiny_spl
     train_logger = logging.getLogger("rgfl.engine.train")
     train_logger.addHandler(notice)
     try:
-        result = train(cfg, tmp_path, callbacks=[SigtermAt(1, notice)])
+        stopper = SigtermAt(1, notice)
+        result = train(cfg, tmp_path, callbacks=[stopper])
     finally:
         train_logger.removeHandler(notice)
+    sigchld_before_stop = stopper.sigchld
     assert result.status == "interrupted"
     assert load_checkpoint(find_latest_checkpoint(tmp_path))["iteration"] == 1
     assert "Logging error" not in capfd.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    assert signal.getsignal(signal.SIGCHLD) is sigchld_before_stop
+    # No dead worker stays registered: torch's check, which its SIGCHLD handler runs at any later
+    # child exit in this process, must pass.
+    from torch.utils.data._utils.signal_handling import _error_if_any_worker_fails
+
+    _error_if_any_worker_fails()
 
 
 def test_sigterm_to_the_process_group_of_a_training_run(tiny_split, tmp_path):
@@ -198,7 +222,7 @@ def test_sigterm_to_the_process_group_of_a_training_run(tiny_split, tmp_path):
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 130, (out, err)
+    assert process.returncode == 130, (process.returncode, err[-4000:])
     assert "Continue with: rgfl train" in err and "--resume" in err  # the console writes to stderr
     assert "Traceback" not in err and "Logging error" not in err, err
     state = load_checkpoint(find_latest_checkpoint(work_dir))
