@@ -186,7 +186,8 @@ def test_workers_dying_inside_the_sigterm_handler_do_not_break_the_stop(tiny_spl
     train_logger.addHandler(notice)
     try:
         stopper = SigtermAt(1, notice)
-        result = train(cfg, tmp_path, callbacks=[stopper])
+        trainer = Trainer(cfg, tmp_path, [stopper])  # kept alive: its loader must not hold dead workers
+        result = trainer.run()
     finally:
         train_logger.removeHandler(notice)
     sigchld_before_stop = stopper.sigchld
