@@ -125,13 +125,13 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig, lr: float) -> torch.
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
 
 
-# Defaults that changed, with the value every checkpoint saved before the key existed was trained with.
+# Config keys added later, with the value every checkpoint saved before them was trained with (so a
+# later change of the key's default can never change what an old checkpoint means).
 _DEFAULTS_BEFORE = {("model", "angle_coding"): "sigmoid"}
 
 
 def saved_config(data: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's config dict, completed with the values of keys it predates (a default that
-    changed later must not change what an old checkpoint means)."""
+    """A checkpoint's config dict, completed with the values of keys it predates."""
     data = {section: dict(values) if isinstance(values, dict) else values for section, values in data.items()}
     for (section, key), value in _DEFAULTS_BEFORE.items():
         if isinstance(data.get(section), dict) and key not in data[section]:

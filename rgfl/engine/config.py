@@ -58,7 +58,7 @@ class ModelConfig:
     norm_eval: bool = True  # BatchNorm statistics frozen (batch 2 per GPU is too small to estimate them)
     reg_max: int | None = None  # bins - 1 of the distributions; None: the head's default (16 gfl, 8 vanilla)
     octave_base_scale: float | None = None  # anchor side = scale * stride; None: the head's default (4)
-    angle_coding: Literal["linear", "sigmoid"] = "linear"  # gfl head's angle: pi/4 * (1 + a), or squashed into le135
+    angle_coding: Literal["sigmoid", "linear"] = "sigmoid"  # gfl head's angle: squashed into le135, or pi/4 * (1 + a)
     feat_channels: int = 256  # head tower width (a multiple of 32: GroupNorm(32))
     stacked_convs: int = 4  # conv + GN + ReLU blocks per head tower
     topk: int = 9  # ATSS candidates per level and object

@@ -103,14 +103,14 @@ class DistanceAngleCoder:
     by the stride. Decoding: ``w = left + right``, ``h = top + bottom``, and the center is the prior
     moved by ``((right - left)/2, (bottom - top)/2)`` rotated by ``theta``.
 
-    The angle is predicted as ``theta = pi/4 * (1 + a)`` (``linear``, any angle; boxes are
-    regularized to le135 after decoding) or ``theta = (sigmoid(a) - 0.25) * pi`` (``sigmoid``,
-    squashed into the le135 range ``(-pi/4, 3pi/4)``); both give pi/4 and the same slope at
-    ``a = 0``. See docs/model.md for why ``linear`` is the default.
+    The angle is predicted as ``theta = (sigmoid(a) - 0.25) * pi`` (``sigmoid``, the default,
+    squashed into the le135 range ``(-pi/4, 3pi/4)``) or ``theta = pi/4 * (1 + a)`` (``linear``,
+    any angle; boxes are regularized to le135 after decoding); both give pi/4 and the same slope
+    at ``a = 0``. See docs/model.md for the trade-off.
     """
 
     @staticmethod
-    def angle_from_logit(logit: Tensor, coding: str = "linear") -> Tensor:
+    def angle_from_logit(logit: Tensor, coding: str = "sigmoid") -> Tensor:
         if coding == "linear":
             return (logit + 1.0) * (math.pi / 4)
         if coding == "sigmoid":

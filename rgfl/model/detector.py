@@ -55,9 +55,9 @@ class RotatedGFL(nn.Module):
         octave_base_scale: side of the square anchor in strides (assignment only); default 4.
         strides: FPN strides; fixed to (8, 16, 32, 64, 128) by the P3-P7 neck.
         topk: ATSS candidates per level (9).
-        angle_coding: ``gfl`` angle from its logit ``a``: ``"linear"`` ``pi/4 * (1 + a)`` (default)
-            or ``"sigmoid"`` ``(sigmoid(a) - 1/4) * pi`` (bounded to le135; thin boxes near the
-            le135 boundary are then out of reach, see docs/model.md).
+        angle_coding: ``gfl`` angle from its logit ``a``: ``"sigmoid"`` ``(sigmoid(a) - 1/4) * pi``
+            (default; bounded to le135) or ``"linear"`` ``pi/4 * (1 + a)`` (unbounded, reaches thin
+            boxes just past the le135 boundary; see docs/model.md for what it measured).
         loss_cls_weight: weight of QFL (``gfl``) or focal loss (``vanilla``); default 1.
         loss_bbox_weight: weight of the rotated IoU loss; None -> 2 (``gfl``) or 1 (``vanilla``).
         loss_dfl_weight: weight of DFL (``gfl`` only); default 0.25.
@@ -83,7 +83,7 @@ class RotatedGFL(nn.Module):
         octave_base_scale: float = 4.0,
         strides: tuple[int, ...] | list[int] = FPN_STRIDES,
         topk: int = 9,
-        angle_coding: str = "linear",
+        angle_coding: str = "sigmoid",
         loss_cls_weight: float = 1.0,
         loss_bbox_weight: float | None = None,
         loss_dfl_weight: float = 0.25,

@@ -130,7 +130,8 @@ class RotatedGFLHead(nn.Module):
                 box = self.scales[level](box)
                 assert self.angle_conv is not None
                 # float32 even under autocast: the unbounded linear angle coding has no squashing
-                # to hide bf16 rounding (a step of 2**-7 in the logit near |a| = 1 is 0.35 degrees).
+                # to hide bf16 rounding (a step of 2**-7 in the logit near |a| = 1 is 0.35 degrees),
+                # and the sigmoid's steep middle gains from it too.
                 with torch.autocast(device_type=reg_feat.device.type, enabled=False):
                     angle = self.angle_conv(reg_feat.float())
                 angle_per_level.append(angle.flatten(1))  # [B, H*W]

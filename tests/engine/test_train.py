@@ -80,23 +80,25 @@ def test_short_run_writes_checkpoint_resolved_config_and_json_log(tiny_split, tm
     torch.testing.assert_close(fast.cls_logits, reference.cls_logits, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(fast.box_logits, reference.box_logits, rtol=1e-4, atol=1e-4)
 
-    # A checkpoint saved before `model.angle_coding` existed was trained with the sigmoid coding
-    # and must still decode its angles with it, although the default is now linear.
-    assert detector.angle_coding == "linear"
-    old_state = dict(state, config={**state["config"], "model": {k: v for k, v in state["config"]["model"].items() if k != "angle_coding"}})
-    old_checkpoint = save_checkpoint(old_state, tmp_path / "before_angle_coding.pt")
+    # The checkpoint's angle coding decides how its angles decode: `linear` when its config says
+    # so, the sigmoid when its config predates the key (every checkpoint before it was sigmoid).
+    assert detector.angle_coding == "sigmoid"
+    model_section = {k: v for k, v in state["config"]["model"].items() if k != "angle_coding"}
+    linear_checkpoint = save_checkpoint(dict(state, config={**state["config"], "model": {**model_section, "angle_coding": "linear"}}), tmp_path / "linear.pt")
+    old_checkpoint = save_checkpoint(dict(state, config={**state["config"], "model": model_section}), tmp_path / "before_angle_coding.pt")
+    linear_detector, _ = load_detector(linear_checkpoint, fold_norms=False)
     old_detector, old_cfg = load_detector(old_checkpoint, fold_norms=False)
+    assert linear_detector.angle_coding == "linear"
     assert old_detector.angle_coding == "sigmoid" and old_cfg.model.angle_coding == "sigmoid"
     with torch.no_grad():
         logits = reference.angle_logits[0, :50]
-        expected = (torch.sigmoid(logits) - 0.25) * math.pi
         prior_index = torch.arange(50)
         box_logits = reference.box_logits[0, :50]
         priors = old_detector.priors(reference, images.device)
         old_theta = old_detector.decode(box_logits, logits, priors, prior_index)[:, 4]
-        new_theta = detector.decode(box_logits, logits, priors, prior_index)[:, 4]
-    torch.testing.assert_close(old_theta, expected)
-    torch.testing.assert_close(new_theta, (logits + 1) * math.pi / 4)
+        linear_theta = linear_detector.decode(box_logits, logits, priors, prior_index)[:, 4]
+    torch.testing.assert_close(old_theta, (torch.sigmoid(logits) - 0.25) * math.pi)
+    torch.testing.assert_close(linear_theta, (logits + 1) * math.pi / 4)
 
 
 def test_interrupted_and_resumed_run_matches_uninterrupted_losses(tiny_split, tmp_path):
@@ -135,8 +137,8 @@ def test_sigterm_leaves_a_loadable_checkpoint(tiny_split, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
-def test_resuming_a_run_from_before_the_angle_coding_key_needs_its_sigmoid(tiny_split, tmp_path):
-    first = train(tiny_config(tiny_split, **{"schedule.max_iters": 1}), tmp_path)
+def test_a_run_from_before_the_angle_coding_key_resumes_only_with_the_sigmoid(tiny_split, tmp_path):
+    first = train(tiny_config(tiny_split, **{"schedule.max_iters": 1, "model.angle_coding": "linear"}), tmp_path)
     assert first.status == "max_iters"
     state = load_checkpoint(first.checkpoint)
     assert state["model_signature"]["angle_coding"] == "linear"
@@ -145,8 +147,8 @@ def test_resuming_a_run_from_before_the_angle_coding_key_needs_its_sigmoid(tiny_
     state["config"]["model"].pop("angle_coding")
     save_checkpoint(state, first.checkpoint)
     with pytest.raises(CheckpointError, match=r"angle_coding is 'sigmoid' in the checkpoint but 'linear' in the config \(set model.angle_coding=sigmoid"):
-        train(tiny_config(tiny_split), tmp_path, resume=True)
-    resumed = train(tiny_config(tiny_split, **{"model.angle_coding": "sigmoid"}), tmp_path, resume=True)
+        train(tiny_config(tiny_split, **{"model.angle_coding": "linear"}), tmp_path, resume=True)
+    resumed = train(tiny_config(tiny_split), tmp_path, resume=True)  # the default: sigmoid
     assert resumed.status == "completed" and resumed.iteration == 4
 
 

@@ -66,7 +66,7 @@ def test_sigmoid_angle_coding_spans_le135():
 
 def test_linear_angle_coding_matches_sigmoid_at_zero_and_is_unbounded():
     logits = torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0], requires_grad=True)
-    angles = DistanceAngleCoder.angle_from_logit(logits)  # linear is the default
+    angles = DistanceAngleCoder.angle_from_logit(logits, "linear")
     torch.testing.assert_close(angles.detach(), torch.tensor([-math.pi / 4, 0.0, math.pi / 4, math.pi / 2, math.pi]))
     angles.sum().backward()
     zero = torch.zeros(1, requires_grad=True)
