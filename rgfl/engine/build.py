@@ -18,7 +18,7 @@ from rgfl.engine.config import Config, DataConfig, ModelConfig, OptimizerConfig,
 from rgfl.errors import InputError, RgflError
 from rgfl.model.fuse import fold_batchnorms
 
-__all__ = ["class_names", "build_model", "model_signature", "build_train_dataset", "build_optimizer", "load_detector", "saved_config"]
+__all__ = ["class_names", "build_model", "model_signature", "build_train_dataset", "build_optimizer", "load_detector"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,20 +125,6 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig, lr: float) -> torch.
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
 
 
-# Config keys added later, with the value every checkpoint saved before them was trained with (so a
-# later change of the key's default can never change what an old checkpoint means).
-_DEFAULTS_BEFORE = {("model", "angle_coding"): "sigmoid"}
-
-
-def saved_config(data: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's config dict, completed with the values of keys it predates."""
-    data = {section: dict(values) if isinstance(values, dict) else values for section, values in data.items()}
-    for (section, key), value in _DEFAULTS_BEFORE.items():
-        if isinstance(data.get(section), dict) and key not in data[section]:
-            data[section][key] = value
-    return data
-
-
 def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu", fold_norms: bool = True) -> tuple[nn.Module, Config]:
     """Rebuild the detector of a training checkpoint for inference (``rgfl eval``); eval mode.
 
@@ -152,7 +138,7 @@ def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu", fo
     from rgfl.engine.checkpoint import load_checkpoint
 
     state = load_checkpoint(checkpoint)
-    cfg = config_from_dict(saved_config(state["config"]), source=checkpoint)
+    cfg = config_from_dict(state["config"], source=checkpoint)  # a key it predates takes its default
     model = build_model(cfg.model, len(class_names(cfg.data)), pretrained="none")
     load_model_state(model, state["model"], checkpoint)
     model.eval()

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from rgfl import __version__
 from rgfl.engine import distributed as dist_utils
-from rgfl.engine.build import build_model, build_optimizer, build_train_dataset, class_names, load_model_state, model_signature, saved_config
+from rgfl.engine.build import build_model, build_optimizer, build_train_dataset, class_names, load_model_state, model_signature
 from rgfl.engine.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -344,7 +344,7 @@ class Trainer:
         if not self.is_main or not old:
             return
         try:
-            old_cfg = config_to_dict(config_from_dict(saved_config(old)))
+            old_cfg = config_to_dict(config_from_dict(old))
         except RgflError:
             return
         new_cfg = config_to_dict(self.cfg)

@@ -109,13 +109,15 @@ class DistanceAngleCoder:
     at ``a = 0``. See docs/model.md for the trade-off.
     """
 
+    ANGLE_CODINGS = ("sigmoid", "linear")
+
     @staticmethod
     def angle_from_logit(logit: Tensor, coding: str = "sigmoid") -> Tensor:
         if coding == "linear":
             return (logit + 1.0) * (math.pi / 4)
         if coding == "sigmoid":
             return (torch.sigmoid(logit) - 0.25) * math.pi
-        raise ValueError(f"angle coding must be 'linear' or 'sigmoid', got {coding!r}")
+        raise ValueError(f"angle coding must be one of {DistanceAngleCoder.ANGLE_CODINGS}, got {coding!r}")
 
     @staticmethod
     def encode(points: Tensor, strides: Tensor, boxes: Tensor) -> Tensor:

@@ -107,8 +107,8 @@ class RotatedGFL(nn.Module):
         self.num_classes = num_classes
         self.variant = head
         self.reg_max = reg_max
-        if angle_coding not in ("linear", "sigmoid"):
-            raise ValueError(f"angle_coding must be 'linear' or 'sigmoid', got {angle_coding!r}")
+        if angle_coding not in DistanceAngleCoder.ANGLE_CODINGS:
+            raise ValueError(f"angle_coding must be one of {DistanceAngleCoder.ANGLE_CODINGS}, got {angle_coding!r}")
         self.angle_coding = angle_coding
         self.octave_base_scale = float(octave_base_scale)
         self.strides = list(FPN_STRIDES)
