@@ -37,6 +37,8 @@ def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
         "norm_eval": cfg.norm_eval,
         "feat_channels": cfg.feat_channels,
         "stacked_convs": cfg.stacked_convs,
+        "fpn_channels": cfg.fpn_channels,
+        "fpn_min_level": cfg.fpn_min_level,
         "topk": cfg.topk,
         "angle_coding": cfg.angle_coding,
         "nms_pre": cfg.nms_pre,
@@ -75,6 +77,8 @@ def model_signature(cfg: Config) -> dict[str, Any]:
         "reg_max": cfg.model.reg_max,
         "feat_channels": cfg.model.feat_channels,
         "stacked_convs": cfg.model.stacked_convs,
+        "fpn_channels": cfg.model.fpn_channels,
+        "fpn_min_level": cfg.model.fpn_min_level,
         "angle_coding": cfg.model.angle_coding,
     }
 

@@ -115,7 +115,7 @@ def find_latest_checkpoint(work_dir: str | Path) -> Path | None:
 
 
 # Signature keys added later, with the value every checkpoint saved before them was made with.
-SIGNATURE_BEFORE = {"angle_coding": "sigmoid"}
+SIGNATURE_BEFORE = {"angle_coding": "sigmoid", "fpn_channels": 256, "fpn_min_level": 3}
 
 
 def check_model_signature(state: dict[str, Any], expected: dict[str, Any], path: str | Path) -> None:

@@ -61,6 +61,8 @@ class ModelConfig:
     angle_coding: Literal["sigmoid", "linear"] = "sigmoid"  # gfl head's angle: squashed into le135, or pi/4 * (1 + a)
     feat_channels: int = 256  # head tower width (a multiple of 32: GroupNorm(32))
     stacked_convs: int = 4  # conv + GN + ReLU blocks per head tower
+    fpn_channels: int = 256  # FPN width
+    fpn_min_level: Literal[2, 3] = 3  # first pyramid level: 3 = P3-P7 (reference), 2 adds a stride-4 P2
     topk: int = 9  # ATSS candidates per level and object
     # Test-time settings (validation and `rgfl eval`), as in the reference (notes 7.1).
     nms_pre: int = 2000  # best priors per level kept before NMS

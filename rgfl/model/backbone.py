@@ -1,4 +1,4 @@
-"""torchvision ResNet + FPN returning P3-P7 (strides 8, 16, 32, 64, 128), 256 channels each."""
+"""torchvision ResNet + FPN returning P3-P7 (strides 8, 16, 32, 64, 128), or P2-P7 with a stride-4 level."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ __all__ = ["ResNetFPN", "RESNET_DEPTHS"]
 
 logger = logging.getLogger(__name__)
 
-# depth -> (torchvision builder, ImageNet weights enum member name, channels of C3, C4, C5)
+# depth -> (torchvision builder, ImageNet weights enum member name, channels of C2, C3, C4, C5)
 RESNET_DEPTHS = {
-    18: ("resnet18", "ResNet18_Weights", (128, 256, 512)),
-    34: ("resnet34", "ResNet34_Weights", (128, 256, 512)),
-    50: ("resnet50", "ResNet50_Weights", (512, 1024, 2048)),
-    101: ("resnet101", "ResNet101_Weights", (512, 1024, 2048)),
+    18: ("resnet18", "ResNet18_Weights", (64, 128, 256, 512)),
+    34: ("resnet34", "ResNet34_Weights", (64, 128, 256, 512)),
+    50: ("resnet50", "ResNet50_Weights", (256, 512, 1024, 2048)),
+    101: ("resnet101", "ResNet101_Weights", (256, 512, 1024, 2048)),
 }
+FPN_MIN_LEVELS = (2, 3)  # P2 (stride 4) is optional; P3 is the reference's first level
+FPN_MAX_LEVEL = 7  # P6 and P7 come from P5 by stride-2 convs
 
 
 def _load_local_state_dict(path: Path) -> dict[str, Tensor]:
@@ -44,7 +46,7 @@ def _load_local_state_dict(path: Path) -> dict[str, Tensor]:
 
 
 class ResNetFPN(nn.Module):
-    """ResNet body (C3-C5) + FPN with P6/P7 computed from P5's output.
+    """ResNet body (C2 or C3 to C5) + FPN with P6/P7 computed from P5's output.
 
     Args:
         depth: 18, 34, 50 or 101.
@@ -56,11 +58,12 @@ class ResNetFPN(nn.Module):
         norm_eval: True -> every BatchNorm is a ``FrozenBatchNorm2d`` (statistics and affine fixed,
             the usual setting for detection batch sizes); False -> ordinary trainable BatchNorm.
         out_channels: FPN channels.
+        min_level: 3 for P3-P7 (the reference), 2 to add a stride-4 level P2 built from C2, for
+            objects whose centres lie about 8 px apart (cars side by side in a parking row).
 
-    Input: Tensor[B, 3, H, W] normalized images. Output: list of 5 Tensor[B, out_channels, H_l, W_l].
+    Input: Tensor[B, 3, H, W] normalized images. Output: list of ``8 - min_level`` Tensor[B,
+    out_channels, H_l, W_l], finest first, with strides ``self.strides``.
     """
-
-    strides = (8, 16, 32, 64, 128)
 
     def __init__(
         self,
@@ -69,10 +72,13 @@ class ResNetFPN(nn.Module):
         frozen_stages: int = 1,
         norm_eval: bool = True,
         out_channels: int = 256,
+        min_level: int = 3,
     ) -> None:
         super().__init__()
         if depth not in RESNET_DEPTHS:
             raise ValueError(f"backbone depth must be one of {sorted(RESNET_DEPTHS)}, got {depth}")
+        if min_level not in FPN_MIN_LEVELS:
+            raise ValueError(f"the first FPN level must be one of {FPN_MIN_LEVELS} (P2 or P3), got {min_level}")
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"frozen_stages must be in -1..4, got {frozen_stages}")
         builder_name, weights_name, in_channels = RESNET_DEPTHS[depth]
@@ -111,8 +117,10 @@ class ResNetFPN(nn.Module):
         for name in frozen:
             for param in self.body[name].parameters():
                 param.requires_grad_(False)
+        self.min_level = min_level
+        self.strides = tuple(2**level for level in range(min_level, FPN_MAX_LEVEL + 1))
         self.fpn = FeaturePyramidNetwork(
-            list(in_channels), out_channels, extra_blocks=LastLevelP6P7(out_channels, out_channels)
+            list(in_channels[min_level - 2 :]), out_channels, extra_blocks=LastLevelP6P7(out_channels, out_channels)
         )
 
     def train(self, mode: bool = True) -> "ResNetFPN":
@@ -124,9 +132,10 @@ class ResNetFPN(nn.Module):
 
     def forward(self, images: Tensor) -> list[Tensor]:
         x = self.body["stem"](images)
-        x = self.body["layer1"](x)
-        c3 = self.body["layer2"](x)
+        c2 = self.body["layer1"](x)
+        c3 = self.body["layer2"](c2)
         c4 = self.body["layer3"](c3)
         c5 = self.body["layer4"](c4)
-        features = self.fpn(OrderedDict([("c3", c3), ("c4", c4), ("c5", c5)]))
+        levels = OrderedDict([("c2", c2), ("c3", c3), ("c4", c4), ("c5", c5)])
+        features = self.fpn(OrderedDict(list(levels.items())[self.min_level - 2 :]))
         return list(features.values())

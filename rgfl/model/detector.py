@@ -35,7 +35,6 @@ __all__ = ["RotatedGFL"]
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
-FPN_STRIDES = (8, 16, 32, 64, 128)
 
 
 class RotatedGFL(nn.Module):
@@ -52,8 +51,9 @@ class RotatedGFL(nn.Module):
         norm_eval: freeze every backbone BatchNorm (statistics and affine); default True.
         reg_max: bins minus one of each distribution; None -> 16 for ``gfl``, 8 for ``vanilla``.
         feat_channels, stacked_convs: head towers (256 channels, 4 conv + GN(32) + ReLU each).
+        fpn_channels: FPN width (256), the head's input.
+        fpn_min_level: 3 for the reference's P3-P7 levels (strides 8 to 128); 2 adds P2 (stride 4).
         octave_base_scale: side of the square anchor in strides (assignment only); default 4.
-        strides: FPN strides; fixed to (8, 16, 32, 64, 128) by the P3-P7 neck.
         topk: ATSS candidates per level (9).
         angle_coding: ``gfl`` angle from its logit ``a``: ``"sigmoid"`` ``(sigmoid(a) - 1/4) * pi``
             (default; bounded to le135) or ``"linear"`` ``pi/4 * (1 + a)`` (unbounded, reaches thin
@@ -80,8 +80,9 @@ class RotatedGFL(nn.Module):
         reg_max: int | None = None,
         feat_channels: int = 256,
         stacked_convs: int = 4,
+        fpn_channels: int = 256,
+        fpn_min_level: int = 3,
         octave_base_scale: float = 4.0,
-        strides: tuple[int, ...] | list[int] = FPN_STRIDES,
         topk: int = 9,
         angle_coding: str = "sigmoid",
         loss_cls_weight: float = 1.0,
@@ -98,8 +99,6 @@ class RotatedGFL(nn.Module):
         super().__init__()
         if head not in HEAD_VARIANTS:
             raise ValueError(f"head must be one of {HEAD_VARIANTS}, got {head!r}")
-        if tuple(strides) != FPN_STRIDES:
-            raise ValueError(f"strides must be {FPN_STRIDES} (the P3-P7 levels of the FPN), got {tuple(strides)}")
         if reg_max is None:
             reg_max = 16 if head == "gfl" else 8
         if reg_max < 1:
@@ -111,7 +110,6 @@ class RotatedGFL(nn.Module):
             raise ValueError(f"angle_coding must be one of {DistanceAngleCoder.ANGLE_CODINGS}, got {angle_coding!r}")
         self.angle_coding = angle_coding
         self.octave_base_scale = float(octave_base_scale)
-        self.strides = list(FPN_STRIDES)
         self.loss_cls_weight = loss_cls_weight
         self.loss_bbox_weight = (2.0 if head == "gfl" else 1.0) if loss_bbox_weight is None else loss_bbox_weight
         self.loss_dfl_weight = loss_dfl_weight
@@ -123,11 +121,13 @@ class RotatedGFL(nn.Module):
         self.nms_iou = nms_iou
         self.max_per_img = max_per_img
 
-        self.backbone = ResNetFPN(depth, pretrained, frozen_stages, norm_eval)
+        self.backbone = ResNetFPN(depth, pretrained, frozen_stages, norm_eval, fpn_channels, fpn_min_level)
+        self.strides = list(self.backbone.strides)
         self.head = RotatedGFLHead(
             num_classes,
             head,
             reg_max,
+            in_channels=fpn_channels,
             feat_channels=feat_channels,
             stacked_convs=stacked_convs,
             num_levels=len(self.strides),

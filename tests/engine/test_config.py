@@ -106,6 +106,7 @@ def test_overrides_are_typed_by_the_field(tmp_path):
             "train.amp=bf16",
             "data.scale_range=[0.5, 1.5]",
             "optimizer.weight_decay=1e-4",
+            "model.fpn_min_level=2",
         ],
     )
     assert cfg.optimizer.base_lr == 0.02 and isinstance(cfg.optimizer.base_lr, float)
@@ -115,6 +116,7 @@ def test_overrides_are_typed_by_the_field(tmp_path):
     assert cfg.train.amp == "bf16"
     assert cfg.data.scale_range == [0.5, 1.5]
     assert cfg.optimizer.weight_decay == 1e-4
+    assert cfg.model.fpn_min_level == 2
 
 
 @pytest.mark.parametrize(
@@ -122,6 +124,7 @@ def test_overrides_are_typed_by_the_field(tmp_path):
     [
         ("optimizer.lrr=0.1", r"unknown --set key 'optimizer.lrr'.*did you mean 'optimizer.lr'"),
         ("schedule.epochs=many", r"schedule.epochs: expected an integer, got 'many'"),
+        ("model.fpn_min_level=4", r"model.fpn_min_level: expected one of 2, 3, got 4"),
         ("epochs", r"--set expects section.key=value"),
         ("sched.epochs=3", r"unknown --set key 'sched.epochs'.*did you mean 'schedule.epochs'"),
     ],

@@ -152,6 +152,26 @@ def test_a_run_from_before_the_angle_coding_key_resumes_only_with_the_sigmoid(ti
     assert resumed.status == "completed" and resumed.iteration == 4
 
 
+def test_a_stride4_run_records_its_pyramid_and_refuses_another(tiny_split, tmp_path):
+    # The tiny config uses the stride-4 level (P2-P7) with a 96-channel FPN.
+    first = train(tiny_config(tiny_split, **{"schedule.max_iters": 1}), tmp_path)
+    assert first.status == "max_iters"
+    state = load_checkpoint(first.checkpoint)
+    assert state["model_signature"]["fpn_min_level"] == 2 and state["model_signature"]["fpn_channels"] == 96
+    detector, _ = load_detector(first.checkpoint)
+    with torch.no_grad():
+        outputs = detector(torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8))
+    assert outputs.strides == [4, 8, 16, 32, 64, 128] and outputs.level_sizes[0] == (16, 16)
+    with pytest.raises(CheckpointError, match=r"fpn_min_level is 2 in the checkpoint but 3 in the config"):
+        train(tiny_config(tiny_split, **{"model.fpn_min_level": 3}), tmp_path, resume=True)
+    # A checkpoint from before the keys was a P3-P7 pyramid of 256 channels.
+    state["model_signature"].pop("fpn_min_level")
+    state["model_signature"].pop("fpn_channels")
+    save_checkpoint(state, first.checkpoint)
+    with pytest.raises(CheckpointError, match=r"fpn_channels is 256 in the checkpoint but 96 in the config"):
+        train(tiny_config(tiny_split), tmp_path, resume=True)
+
+
 class KillWorkersOnStopNotice(logging.Handler):
     """Kills the run's DataLoader workers (from another process, as a process-group kill does)
     while the trainer logs its stop notice, so their SIGCHLD arrives inside the SIGTERM handler:
@@ -242,7 +262,7 @@ class NaNLogits:
         self.calls = 0
         self.bad_calls = bad_calls
         convs[-1].register_forward_hook(self)
-        self.levels = 5  # the head is applied once per FPN level
+        self.levels = len(detector.strides)  # the head is applied once per FPN level
 
     def __call__(self, module, inputs, output):
         self.calls += 1

@@ -139,6 +139,45 @@ def test_hundreds_of_tiny_ground_truths(head):
     _total(losses).backward()
 
 
+@pytest.mark.parametrize("head", ["gfl", "vanilla"])
+def test_stride4_level_takes_the_tiny_cars_of_a_parking_row(head):
+    # Six 15 x 7 px cars side by side, centres 9 px apart (1-2 px gaps): about one P3 stride apart.
+    centers_v = torch.arange(6, dtype=torch.float32) * 9.0
+    theta = 0.4
+    boxes = torch.stack(
+        [
+            100 - centers_v * math.sin(theta),
+            60 + centers_v * math.cos(theta),
+            torch.full((6,), 15.0),
+            torch.full((6,), 7.0),
+            torch.full((6,), theta),
+        ],
+        dim=1,
+    )
+    target = Target(boxes, torch.zeros(6, dtype=torch.long))
+    images = torch.randint(0, 256, (1, 3, 160, 192), dtype=torch.uint8)
+    model = _small_model(head, fpn_min_level=2, fpn_channels=32, feat_channels=32, stacked_convs=1)
+    outputs = model(images)
+    assert outputs.strides == [4, 8, 16, 32, 64, 128] == model.strides
+    assert outputs.level_sizes[:2] == [(40, 48), (20, 24)] and len(outputs.level_sizes) == 6
+    result = model.assign(model.priors(outputs, images.device), target)
+    level_of = torch.repeat_interleave(torch.arange(6), torch.tensor([h * w for h, w in outputs.level_sizes]))
+    # Every car gets positives, and on the stride-4 level, where its 16 px anchors match it best.
+    per_car = torch.bincount(result.gt_index[result.positive], minlength=6)
+    assert bool((per_car >= 2).all()), per_car.tolist()
+    assert set(level_of[result.positive].tolist()) == {0}
+    losses = model.losses(outputs, [target])
+    _total(losses).backward()
+    lateral = model.backbone.fpn.inner_blocks[0][0].weight  # C2 -> P2
+    assert lateral.shape[1] == 64 and lateral.grad is not None and bool(lateral.grad.abs().sum() > 0)
+    # The reference pyramid for comparison: the same cars share P3 points, fewer positives each.
+    reference = _small_model(head, fpn_channels=32, feat_channels=32, stacked_convs=1)
+    ref_outputs = reference(images)
+    ref_result = reference.assign(reference.priors(ref_outputs, images.device), target)
+    ref_per_car = torch.bincount(ref_result.gt_index[ref_result.positive], minlength=6)
+    assert int(ref_per_car.sum()) < int(per_car.sum())
+
+
 def test_pretrained_from_local_state_dict(tmp_path):
     torch.manual_seed(1)
     reference = torchvision.models.resnet18()
@@ -158,6 +197,8 @@ def test_bad_arguments_say_what_arrived():
         RotatedGFL(NUM_CLASSES, head="fcos", pretrained="none", depth=18)
     with pytest.raises(ValueError, match="depth must be one of"):
         RotatedGFL(NUM_CLASSES, depth=42, pretrained="none")
+    with pytest.raises(ValueError, match="first FPN level must be one of .2, 3. .P2 or P3., got 4"):
+        RotatedGFL(NUM_CLASSES, depth=18, pretrained="none", fpn_min_level=4)
     model = _small_model("gfl")
     bad = Target(torch.tensor([[10.0, 10.0, 5.0, 5.0, 0.0]]), torch.tensor([NUM_CLASSES]))
     with pytest.raises(ValueError, match="labels must be in"):
