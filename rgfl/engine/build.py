@@ -40,6 +40,7 @@ def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
         "fpn_channels": cfg.fpn_channels,
         "fpn_min_level": cfg.fpn_min_level,
         "topk": cfg.topk,
+        "reach_aware": cfg.reach_aware,
         "angle_coding": cfg.angle_coding,
         "nms_pre": cfg.nms_pre,
         "score_thr": cfg.score_thr,

@@ -50,26 +50,47 @@ class RotatedATSSAssigner:
     the lower ground-truth index). Ground truths flagged ``ignore`` take part in this competition;
     the anchors they win are ignored (neither positive nor negative).
 
+    Reach-aware variant (``reach`` set; not in the reference): a distance head whose sides are
+    distributions over ``reach + 1`` bins (GFL's ``reg_max``) cannot predict a side farther than
+    ``reach * stride`` from its point. Plain ATSS gives long thin objects (harbors, bridges) to the
+    finest levels, where their thin box best matches the small square anchors, and from there the
+    ends are out of reach: the box can never be right, so the object is never learned. With
+    ``reach`` set, a level takes part for a ground truth only if its center point reaches every
+    side, ``max(w, h) / 2 <= reach * stride``; a box too large for every level keeps the coarsest.
+    Objects that fit every level (all but a few in DOTA) are assigned exactly as plain ATSS does.
+
     Args:
         topk: candidates per level (9).
         min_inside: margin of the inside test in pixels (0.01, as mmdet/RATSS).
+        reach: None for plain ATSS, else the largest side distance in strides (``reg_max``).
     """
 
-    def __init__(self, topk: int = 9, min_inside: float = 0.01) -> None:
+    def __init__(self, topk: int = 9, min_inside: float = 0.01, reach: float | None = None) -> None:
         if topk < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
+        if reach is not None and reach <= 0:
+            raise ValueError(f"reach must be > 0 strides, got {reach}")
         self.topk = topk
         self.min_inside = min_inside
+        self.reach = reach
 
     @torch.no_grad()
     def __call__(
-        self, anchors: Tensor, num_per_level: list[int], gt_boxes: Tensor, gt_ignore: Tensor | None = None
+        self,
+        anchors: Tensor,
+        num_per_level: list[int],
+        gt_boxes: Tensor,
+        gt_ignore: Tensor | None = None,
+        level_strides: list[float] | None = None,
     ) -> AssignResult:
         """Assign ``anchors[P, 5]`` (level-major, ``num_per_level`` rows per level) to ``gt_boxes[M, 5]``.
 
-        ``gt_ignore`` is Tensor[M] bool or None. IoUs and distances are computed in float32 whatever
-        the autocast state.
+        ``gt_ignore`` is Tensor[M] bool or None. ``level_strides`` (one per level) is required when
+        the assigner has a ``reach``. IoUs and distances are computed in float32 whatever the
+        autocast state.
         """
+        if self.reach is not None and (level_strides is None or len(level_strides) != len(num_per_level)):
+            raise ValueError("a reach-aware assigner needs level_strides, one per level")
         device = anchors.device
         num_anchors, num_gts = anchors.shape[0], gt_boxes.shape[0]
         gt_index = torch.full((num_anchors,), -1, dtype=torch.long, device=device)
@@ -80,17 +101,22 @@ class RotatedATSSAssigner:
         with torch.autocast(device_type=device.type, enabled=False):
             anchors = anchors.float()
             gt_boxes = gt_boxes.float()
-            candidates = self._candidates(anchors[:, :2], num_per_level, gt_boxes[:, :2])  # [M, K]
+            candidates, column_level = self._candidates(anchors[:, :2], num_per_level, gt_boxes[:, :2])  # [M, K], [K]
             num_candidates = candidates.shape[1]
             cand_anchors = anchors[candidates.reshape(-1)]  # [M*K, 5]
             gts_repeated = gt_boxes[:, None, :].expand(num_gts, num_candidates, 5).reshape(-1, 5)
             ious = box_iou_rotated(cand_anchors, gts_repeated, aligned=True).view(num_gts, num_candidates)
-            if num_candidates > 1:
-                threshold = ious.mean(dim=1) + ious.std(dim=1)  # [M], unbiased std as mmdet
-            else:
-                threshold = ious[:, 0]
             inside = self._inside(cand_anchors[:, :2], gts_repeated).view(num_gts, num_candidates)
-            is_pos = (ious >= threshold[:, None]) & inside  # [M, K]
+            if self.reach is None:
+                if num_candidates > 1:
+                    threshold = ious.mean(dim=1) + ious.std(dim=1)  # [M], unbiased std as mmdet
+                else:
+                    threshold = ious[:, 0]
+                is_pos = (ious >= threshold[:, None]) & inside  # [M, K]
+            else:
+                assert level_strides is not None
+                usable = self._reachable(gt_boxes, level_strides, column_level)  # [M, K]
+                is_pos = (ious >= self._masked_threshold(ious, usable)[:, None]) & inside & usable
 
             # Resolve anchors claimed by several ground truths: highest IoU, then lowest index.
             pair_gt = torch.arange(num_gts, device=device)[:, None].expand(num_gts, num_candidates)[is_pos]
@@ -111,18 +137,40 @@ class RotatedATSSAssigner:
         positive = assigned & ~ignored
         return AssignResult(gt_index, positive, ignored, gt_iou)
 
-    def _candidates(self, centers: Tensor, num_per_level: list[int], gt_centers: Tensor) -> Tensor:
-        """Tensor[M, K] global anchor indices: per level the ``min(topk, P_l)`` closest centers."""
-        per_level = []
+    def _candidates(self, centers: Tensor, num_per_level: list[int], gt_centers: Tensor) -> tuple[Tensor, Tensor]:
+        """Tensor[M, K] global anchor indices (per level the ``min(topk, P_l)`` closest centers) and
+        Tensor[K] int64, the level of each column."""
+        per_level, column_level = [], []
         start = 0
-        for count in num_per_level:
+        for level, count in enumerate(num_per_level):
             if count == 0:
                 continue
             distances = torch.cdist(gt_centers, centers[start : start + count])  # [M, P_l]
             k = min(self.topk, count)
             per_level.append(distances.topk(k, dim=1, largest=False).indices + start)
+            column_level.append(torch.full((k,), level, dtype=torch.long, device=centers.device))
             start += count
-        return torch.cat(per_level, dim=1)
+        return torch.cat(per_level, dim=1), torch.cat(column_level)
+
+    def _reachable(self, gt_boxes: Tensor, level_strides: list[float], column_level: Tensor) -> Tensor:
+        """Tensor[M, K] bool: the candidate's level reaches every side of the box from its center;
+        a box no level reaches keeps the coarsest level's candidates."""
+        assert self.reach is not None
+        strides = torch.as_tensor(level_strides, dtype=torch.float32, device=gt_boxes.device)[column_level]  # [K]
+        half_extent = torch.maximum(gt_boxes[:, 2], gt_boxes[:, 3]) / 2  # [M]
+        usable = half_extent[:, None] <= self.reach * strides[None, :]
+        coarsest = strides == strides.max()
+        return torch.where(usable.any(dim=1, keepdim=True), usable, coarsest[None, :].expand_as(usable))
+
+    @staticmethod
+    def _masked_threshold(ious: Tensor, usable: Tensor) -> Tensor:
+        """Tensor[M]: mean + unbiased std of each row's usable IoUs (the IoU itself if only one)."""
+        count = usable.sum(dim=1).clamp(min=1).to(ious.dtype)
+        values = torch.where(usable, ious, torch.zeros_like(ious))
+        mean = values.sum(dim=1) / count
+        squares = torch.where(usable, (ious - mean[:, None]) ** 2, torch.zeros_like(ious)).sum(dim=1)
+        std = torch.sqrt(squares / (count - 1).clamp(min=1))
+        return mean + std
 
     def _inside(self, points: Tensor, boxes: Tensor) -> Tensor:
         """Tensor[N] bool: ``points[N, 2]`` strictly inside ``boxes[N, 5]`` (tested in the box frame)."""

@@ -55,6 +55,10 @@ class RotatedGFL(nn.Module):
         fpn_min_level: 3 for the reference's P3-P7 levels (strides 8 to 128); 2 adds P2 (stride 4).
         octave_base_scale: side of the square anchor in strides (assignment only); default 4.
         topk: ATSS candidates per level (9).
+        reach_aware: ``gfl`` only, not in the reference: ATSS considers a level for a box only if
+            its priors can reach the box's sides (``max(w, h) / 2 <= reg_max * stride``), so that
+            long thin objects (piers, bridges) are not given to levels where their box is out of
+            reach of the distance bins (see :class:`rgfl.losses.assigner.RotatedATSSAssigner`).
         angle_coding: ``gfl`` angle from its logit ``a``: ``"sigmoid"`` ``(sigmoid(a) - 1/4) * pi``
             (default; bounded to le135) or ``"linear"`` ``pi/4 * (1 + a)`` (unbounded, reaches thin
             boxes just past the le135 boundary; see docs/model.md for what it measured).
@@ -84,6 +88,7 @@ class RotatedGFL(nn.Module):
         fpn_min_level: int = 3,
         octave_base_scale: float = 4.0,
         topk: int = 9,
+        reach_aware: bool = False,
         angle_coding: str = "sigmoid",
         loss_cls_weight: float = 1.0,
         loss_bbox_weight: float | None = None,
@@ -132,7 +137,9 @@ class RotatedGFL(nn.Module):
             stacked_convs=stacked_convs,
             num_levels=len(self.strides),
         )
-        self.assigner = RotatedATSSAssigner(topk)
+        if reach_aware and head != "gfl":
+            raise ValueError("reach_aware assignment is for the gfl head's distance bins; the vanilla head regresses deltas")
+        self.assigner = RotatedATSSAssigner(topk, reach=float(reg_max) if reach_aware else None)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if head == "gfl":
@@ -245,7 +252,7 @@ class RotatedGFL(nn.Module):
             raise ValueError(
                 f"target {target.image_id!r}: labels must be in [0, {self.num_classes}), got {labels.min().item()}..{labels.max().item()}"
             )
-        return self.assigner(priors.anchors(), priors.num_per_level, target.boxes, target.ignore)
+        return self.assigner(priors.anchors(), priors.num_per_level, target.boxes, target.ignore, level_strides=self.strides)
 
     def _gfl_losses(
         self,

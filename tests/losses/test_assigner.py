@@ -97,8 +97,10 @@ def test_no_ground_truth_and_tiny_level():
     assert result.positive.shape == (7,)
 
 
-def _reference_assign(anchors, counts, gts, topk, margin=0.01):
-    """Plain per-object loop following mmdet's ATSS (dense IoU matrix), for comparison."""
+def _reference_assign(anchors, counts, gts, topk, margin=0.01, reach=None, strides=None):
+    """Plain per-object loop following mmdet's ATSS (dense IoU matrix), for comparison. With
+    ``reach``: only the levels whose ``reach * stride`` covers half the box's longer side (else the
+    coarsest level) give candidates."""
     num_anchors = anchors.shape[0]
     overlaps = box_iou_rotated(anchors, gts)  # [P, M]
     assigned = torch.full((num_anchors,), -1.0)
@@ -107,9 +109,13 @@ def _reference_assign(anchors, counts, gts, topk, margin=0.01):
     for g in range(gts.shape[0]):
         candidates = []
         start = 0
-        for count in counts:
+        levels = range(len(counts))
+        if reach is not None:
+            levels = [lv for lv in levels if max(gts[g, 2], gts[g, 3]) / 2 <= reach * strides[lv]] or [len(counts) - 1]
+        for level, count in enumerate(counts):
             distance = (anchors[start : start + count, :2] - gts[g, :2]).norm(dim=1)
-            candidates += (distance.topk(min(topk, count), largest=False).indices + start).tolist()
+            if level in levels:
+                candidates += (distance.topk(min(topk, count), largest=False).indices + start).tolist()
             start += count
         ious = overlaps[candidates, g]
         threshold = ious.mean() + ious.std()
@@ -143,3 +149,62 @@ def test_vectorized_matches_per_object_loop_on_crowded_scene():
     reference = _reference_assign(anchors, counts, gts, 9)
     assert int((reference >= 0).sum()) > num  # the scene really has many positives
     assert torch.equal(result.gt_index, reference)
+
+
+def _sides_in_strides(anchors, gts, gt_index, positive, strides_of_anchor):
+    """Largest distance from each positive prior's center to the sides of its box, in strides."""
+    boxes = gts[gt_index[positive]]
+    centers = anchors[positive, :2]
+    c, s = torch.cos(boxes[:, 4]), torch.sin(boxes[:, 4])
+    dx, dy = centers[:, 0] - boxes[:, 0], centers[:, 1] - boxes[:, 1]
+    u, v = c * dx + s * dy, -s * dx + c * dy
+    farthest = torch.maximum(boxes[:, 2] / 2 + u.abs(), boxes[:, 3] / 2 + v.abs())
+    return farthest / strides_of_anchor[positive]
+
+
+def test_reach_aware_keeps_a_pier_within_reach_of_its_priors():
+    # A pier 300 x 9 px at 45 degrees (the harbors of DOTA P0706 at rate 0.5). With 9 bins (reach
+    # 8 strides), plain ATSS gives it to strides 8 and 16, from where its ends are 150 px away: out
+    # of reach, so its box can never be right. Reach-aware ATSS uses the levels that reach it.
+    strides = [8, 16, 32, 64, 128]
+    sizes = [(64, 64), (32, 32), (16, 16), (8, 8), (4, 4)]
+    anchors, counts = _grid_anchors(sizes, strides)
+    stride_of = torch.repeat_interleave(torch.tensor(strides, dtype=torch.float32), torch.tensor(counts))
+    gts = torch.tensor([[256.0, 256.0, 300.0, 9.0, math.pi / 4], [96.0, 400.0, 300.0, 9.0, -math.pi / 4 + 0.1]])
+    plain = RotatedATSSAssigner(topk=9)(anchors, counts, gts)
+    aware = RotatedATSSAssigner(topk=9, reach=8.0)(anchors, counts, gts, level_strides=strides)
+    assert bool(plain.positive.any()) and bool(aware.positive.any())
+    assert float(_sides_in_strides(anchors, gts, plain.gt_index, plain.positive, stride_of).min()) > 8.0
+    assert float(_sides_in_strides(anchors, gts, aware.gt_index, aware.positive, stride_of).max()) <= 8.0
+    assert set(stride_of[aware.positive].tolist()) <= {32.0, 64.0, 128.0}
+    reference = _reference_assign(anchors, counts, gts, 9, reach=8.0, strides=strides)
+    assert torch.equal(aware.gt_index, reference)
+
+
+def test_reach_aware_matches_the_loop_and_plain_atss_where_every_level_reaches():
+    generator = torch.Generator().manual_seed(3)
+    strides = [8, 16, 32, 64, 128]
+    anchors, counts = _grid_anchors([(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)], strides)
+    num = 150
+    gts = torch.stack(
+        [
+            torch.rand(num, generator=generator) * 256,
+            torch.rand(num, generator=generator) * 256,
+            6 + torch.rand(num, generator=generator) * 300,
+            3 + torch.rand(num, generator=generator) * 20,
+            -math.pi / 4 + torch.rand(num, generator=generator) * math.pi,
+        ],
+        dim=1,
+    )
+    aware = RotatedATSSAssigner(topk=9, reach=8.0)(anchors, counts, gts, level_strides=strides)
+    assert torch.equal(aware.gt_index, _reference_assign(anchors, counts, gts, 9, reach=8.0, strides=strides))
+    # Boxes every level reaches (half the longer side <= 8 * 8 px) are assigned as plain ATSS does.
+    small = gts[gts[:, 2] <= 128]
+    assert len(small) > 30
+    plain_small = RotatedATSSAssigner(topk=9)(anchors, counts, small)
+    aware_small = RotatedATSSAssigner(topk=9, reach=8.0)(anchors, counts, small, level_strides=strides)
+    assert torch.equal(plain_small.gt_index, aware_small.gt_index)
+    with pytest.raises(ValueError, match="needs level_strides"):
+        RotatedATSSAssigner(topk=9, reach=8.0)(anchors, counts, gts)
+    with pytest.raises(ValueError, match="reach must be > 0"):
+        RotatedATSSAssigner(topk=9, reach=0.0)

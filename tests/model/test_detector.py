@@ -178,6 +178,23 @@ def test_stride4_level_takes_the_tiny_cars_of_a_parking_row(head):
     assert int(ref_per_car.sum()) < int(per_car.sum())
 
 
+def test_reach_aware_assignment_gives_a_pier_only_priors_that_reach_its_ends():
+    # 300 x 9 px at 45 degrees: from a stride-8 or stride-16 prior its ends are 150 px away, beyond
+    # the 8 bins (reg_max 8) of a side; the reach-aware detector trains it from strides >= 32.
+    target = Target(torch.tensor([[256.0, 256.0, 300.0, 9.0, math.pi / 4]]), torch.tensor([1]))
+    images = torch.randint(0, 256, (1, 3, 512, 512), dtype=torch.uint8)
+    strides_used = {}
+    for reach_aware in (False, True):
+        model = _small_model("gfl", reg_max=8, reach_aware=reach_aware, feat_channels=32, stacked_convs=1)
+        outputs = model(images)
+        priors = model.priors(outputs, images.device)
+        result = model.assign(priors, target)
+        assert bool(result.positive.any())
+        strides_used[reach_aware] = set(priors.strides[result.positive].flatten().tolist())
+    assert strides_used[False] <= {8.0, 16.0}
+    assert strides_used[True] and min(strides_used[True]) >= 32.0
+
+
 def test_pretrained_from_local_state_dict(tmp_path):
     torch.manual_seed(1)
     reference = torchvision.models.resnet18()
@@ -199,6 +216,8 @@ def test_bad_arguments_say_what_arrived():
         RotatedGFL(NUM_CLASSES, depth=42, pretrained="none")
     with pytest.raises(ValueError, match="first FPN level must be one of .2, 3. .P2 or P3., got 4"):
         RotatedGFL(NUM_CLASSES, depth=18, pretrained="none", fpn_min_level=4)
+    with pytest.raises(ValueError, match="reach_aware assignment is for the gfl head"):
+        RotatedGFL(NUM_CLASSES, head="vanilla", depth=18, pretrained="none", reach_aware=True)
     model = _small_model("gfl")
     bad = Target(torch.tensor([[10.0, 10.0, 5.0, 5.0, 0.0]]), torch.tensor([NUM_CLASSES]))
     with pytest.raises(ValueError, match="labels must be in"):
