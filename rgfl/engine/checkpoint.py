@@ -4,7 +4,8 @@ A checkpoint is one ``torch.save`` file (a dict of tensors and plain Python valu
 ``weights_only=True``) holding:
 
 - ``format`` (``"rgfl-checkpoint"``), ``format_version``, ``rgfl_version``;
-- ``model_signature``: head, backbone, class names, angle coding: what a checkpoint must match to be loaded;
+- ``model_signature``: head, backbone, class names, bins, head and FPN shape, angle coding: what a
+  checkpoint must match to be loaded;
 - ``model``: the detector's state dict (unwrapped from DDP / torch.compile);
 - ``optimizer``, ``scheduler``, ``scaler`` (GradScaler, or None);
 - ``epoch`` (0-based epoch in progress), ``batch_in_epoch`` (batches of it already trained),
@@ -119,13 +120,13 @@ SIGNATURE_BEFORE = {"angle_coding": "sigmoid", "fpn_channels": 256, "fpn_min_lev
 
 
 def check_model_signature(state: dict[str, Any], expected: dict[str, Any], path: str | Path) -> None:
-    """Refuse a checkpoint of another model (head, backbone, class list or angle coding differ)."""
+    """Refuse a checkpoint of another model (any key of ``model_signature`` differs)."""
     found = state.get("model_signature", {})
     if found:
         found = {**{k: v for k, v in SIGNATURE_BEFORE.items() if k in expected}, **found}
     for key, value in expected.items():
         if key in found and found[key] != value:
-            hint = f" (set model.{key}={found[key]} to use it)" if key == "angle_coding" else ""
+            hint = f" (set model.{key}={found[key]} to use it)" if key in SIGNATURE_BEFORE else ""
             raise CheckpointError(
                 f"checkpoint is from another model: {key} is {_short(found[key])} in the checkpoint but {_short(value)} in the config{hint}",
                 path,

@@ -280,8 +280,9 @@ def coerce(value: Any, tp: Any) -> Any:
         raise ValueError(f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         choices = typing.get_args(tp)
-        if value in choices:
-            return value
+        for choice in choices:  # same value and type: 2.0 or True is not the choice 2 or 1
+            if value == choice and type(value) is type(choice):
+                return choice
         close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ValueError(f"expected {_type_name(tp)}, got {value!r}{hint}")

@@ -55,9 +55,11 @@ class RotatedATSSAssigner:
     ``reach * stride`` from its point. Plain ATSS gives long thin objects (harbors, bridges) to the
     finest levels, where their thin box best matches the small square anchors, and from there the
     ends are out of reach: the box can never be right, so the object is never learned. With
-    ``reach`` set, a level takes part for a ground truth only if its center point reaches every
-    side, ``max(w, h) / 2 <= reach * stride``; a box too large for every level keeps the coarsest.
-    Objects that fit every level (all but a few in DOTA) are assigned exactly as plain ATSS does.
+    ``reach`` set, a level takes part for a ground truth only if a point at the box centre reaches
+    every side, ``max(w, h) / 2 <= reach * stride`` (a positive off the centre may need up to about
+    a stride more, which DFL clamps to the last bin); a box too large for every level keeps the
+    coarsest. Objects that fit every level (all but a few in DOTA) are assigned exactly as plain
+    ATSS does.
 
     Args:
         topk: candidates per level (9).
@@ -116,7 +118,10 @@ class RotatedATSSAssigner:
             else:
                 assert level_strides is not None
                 usable = self._reachable(gt_boxes, level_strides, column_level)  # [M, K]
-                is_pos = (ious >= self._masked_threshold(ious, usable)[:, None]) & inside & usable
+                # Rows where every level reaches take plain ATSS's threshold, to the last bit.
+                plain = ious.mean(dim=1) + ious.std(dim=1) if num_candidates > 1 else ious[:, 0]
+                threshold = torch.where(usable.all(dim=1), plain, self._masked_threshold(ious, usable))
+                is_pos = (ious >= threshold[:, None]) & inside & usable
 
             # Resolve anchors claimed by several ground truths: highest IoU, then lowest index.
             pair_gt = torch.arange(num_gts, device=device)[:, None].expand(num_gts, num_candidates)[is_pos]

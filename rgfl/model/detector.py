@@ -104,6 +104,8 @@ class RotatedGFL(nn.Module):
         super().__init__()
         if head not in HEAD_VARIANTS:
             raise ValueError(f"head must be one of {HEAD_VARIANTS}, got {head!r}")
+        if reach_aware and head != "gfl":
+            raise ValueError("reach_aware assignment is for the gfl head's distance bins; the vanilla head regresses deltas")
         if reg_max is None:
             reg_max = 16 if head == "gfl" else 8
         if reg_max < 1:
@@ -137,8 +139,6 @@ class RotatedGFL(nn.Module):
             stacked_convs=stacked_convs,
             num_levels=len(self.strides),
         )
-        if reach_aware and head != "gfl":
-            raise ValueError("reach_aware assignment is for the gfl head's distance bins; the vanilla head regresses deltas")
         self.assigner = RotatedATSSAssigner(topk, reach=float(reg_max) if reach_aware else None)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

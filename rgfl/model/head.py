@@ -26,7 +26,7 @@ class HeadOutputs:
         box_logits: Tensor[B, P, 4K] (``gfl``: left/top/right/bottom distributions, each K bins) or
             Tensor[B, P, 5K] (``vanilla``: dx/dy/dw/dh/dtheta distributions).
         angle_logits: Tensor[B, P] (``gfl``; the angle follows ``model.angle_coding``, see ``DistanceAngleCoder``) or None (``vanilla``).
-        level_sizes: ``[(H_l, W_l)]`` of the five levels.
+        level_sizes: ``[(H_l, W_l)]``, one per level, finest first.
         strides: stride of each level.
     """
 

@@ -116,7 +116,7 @@ def test_overrides_are_typed_by_the_field(tmp_path):
     assert cfg.train.amp == "bf16"
     assert cfg.data.scale_range == [0.5, 1.5]
     assert cfg.optimizer.weight_decay == 1e-4
-    assert cfg.model.fpn_min_level == 2
+    assert cfg.model.fpn_min_level == 2 and type(cfg.model.fpn_min_level) is int
 
 
 @pytest.mark.parametrize(
@@ -125,6 +125,7 @@ def test_overrides_are_typed_by_the_field(tmp_path):
         ("optimizer.lrr=0.1", r"unknown --set key 'optimizer.lrr'.*did you mean 'optimizer.lr'"),
         ("schedule.epochs=many", r"schedule.epochs: expected an integer, got 'many'"),
         ("model.fpn_min_level=4", r"model.fpn_min_level: expected one of 2, 3, got 4"),
+        ("model.fpn_min_level=2.0", r"model.fpn_min_level: expected one of 2, 3, got 2.0"),
         ("epochs", r"--set expects section.key=value"),
         ("sched.epochs=3", r"unknown --set key 'sched.epochs'.*did you mean 'schedule.epochs'"),
     ],
@@ -154,3 +155,15 @@ def test_optimizer_type_builds_that_optimizer_over_trainable_parameters(tmp_path
     (group,) = optimizer.param_groups
     assert len(group["params"]) == 3 and group["lr"] == 0.003 and group["weight_decay"] == 0.05
     assert (group["betas"][0] if kind == "adamw" else group["momentum"]) == 0.85
+
+
+def test_model_keys_reach_the_detector(tmp_path):
+    from rgfl.engine.build import build_model
+
+    cfg = load_config(REPO_ROOT / "configs" / "rgfl_r18_tiny_cpu.yaml", ["model.reach_aware=true", "model.reg_max=12"])
+    model = build_model(cfg.model, 3)
+    assert model.assigner.reach == 12.0
+    assert model.strides == [4, 8, 16, 32, 64, 128] and model.backbone.fpn.layer_blocks[0][0].out_channels == 96
+    assert model.head.cls_tower[0].out_channels == 64
+    plain = build_model(load_config(REPO_ROOT / "configs" / "rgfl_r18_tiny_cpu.yaml", ["model.fpn_min_level=3"]).model, 3)
+    assert plain.assigner.reach is None and plain.strides == [8, 16, 32, 64, 128]
