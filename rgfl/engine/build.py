@@ -41,6 +41,7 @@ def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
         "fpn_min_level": cfg.fpn_min_level,
         "topk": cfg.topk,
         "reach_aware": cfg.reach_aware,
+        "quality_weight_floor": cfg.quality_weight_floor,
         "angle_coding": cfg.angle_coding,
         "nms_pre": cfg.nms_pre,
         "score_thr": cfg.score_thr,

@@ -64,6 +64,7 @@ class ModelConfig:
     fpn_channels: int = 256  # FPN width
     fpn_min_level: Literal[2, 3] = 3  # first pyramid level: 3 = P3-P7 (reference), 2 adds a stride-4 P2
     topk: int = 9  # ATSS candidates per level and object
+    quality_weight_floor: float = 0.0  # gfl: lower bound of the box-loss weight (the positive's score); 0 = reference
     reach_aware: bool = False  # gfl: ATSS skips levels whose bins cannot reach the box's sides (not in the reference)
     # Test-time settings (validation and `rgfl eval`), as in the reference (notes 7.1).
     nms_pre: int = 2000  # best priors per level kept before NMS

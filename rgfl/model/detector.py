@@ -65,6 +65,10 @@ class RotatedGFL(nn.Module):
         loss_cls_weight: weight of QFL (``gfl``) or focal loss (``vanilla``); default 1.
         loss_bbox_weight: weight of the rotated IoU loss; None -> 2 (``gfl``) or 1 (``vanilla``).
         loss_dfl_weight: weight of DFL (``gfl`` only); default 0.25.
+        quality_weight_floor: ``gfl`` only, not in the reference (0): lower bound of the per-positive
+            weight of the box and DFL losses, which GFL sets to the positive's detached max class
+            score. A rare class whose boxes start far off keeps scores near 0 and so gets almost no
+            box gradient (the sample's harbor piers: weights about 0.01 against 0.5 for ships).
         qfl_beta: QFL exponent (2). focal_alpha, focal_gamma: focal loss (0.25, 2) for ``vanilla``.
         nms_pre: candidates kept per level before NMS (by max class score), default 2000.
         score_thr: minimum score of a detection (strictly greater), default 0.05.
@@ -93,6 +97,7 @@ class RotatedGFL(nn.Module):
         loss_cls_weight: float = 1.0,
         loss_bbox_weight: float | None = None,
         loss_dfl_weight: float = 0.25,
+        quality_weight_floor: float = 0.0,
         qfl_beta: float = 2.0,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
@@ -120,6 +125,9 @@ class RotatedGFL(nn.Module):
         self.loss_cls_weight = loss_cls_weight
         self.loss_bbox_weight = (2.0 if head == "gfl" else 1.0) if loss_bbox_weight is None else loss_bbox_weight
         self.loss_dfl_weight = loss_dfl_weight
+        if not 0.0 <= quality_weight_floor <= 1.0:
+            raise ValueError(f"quality_weight_floor must be in [0, 1], got {quality_weight_floor}")
+        self.quality_weight_floor = quality_weight_floor
         self.qfl_beta = qfl_beta
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
@@ -276,6 +284,8 @@ class RotatedGFL(nn.Module):
             quality[pos_flat, labels[pos_flat]] = iou.detach()
             # Quality weight: the detached max class score of each positive (GFL 6.2).
             weight = torch.sigmoid(cls_logits[pos_flat].detach().float()).max(dim=1).values  # [N]
+            if self.quality_weight_floor > 0:
+                weight = weight.clamp(min=self.quality_weight_floor)
             # DFL targets in the frame of the ground-truth representation closest to the predicted
             # angle (a rectangle has four: theta + k*pi/2, w/h swapped for odd k), so that DFL and
             # the angle branch never pull towards different but equivalent boxes.

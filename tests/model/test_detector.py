@@ -271,6 +271,32 @@ def test_losses_under_autocast(head, device):
     assert model.head.reg_conv.weight.grad is not None
 
 
+def test_quality_weight_floor_lifts_the_box_loss_weight_of_low_scored_positives():
+    from rgfl.losses.gfl import rotated_iou
+
+    images = torch.randint(0, 256, (1, 3, 128, 128), dtype=torch.uint8)
+    targets = _scene_targets()
+    model = _small_model("gfl")
+    outputs = model(images)  # fresh head: every score is about the 0.01 prior
+    priors = model.priors(outputs, images.device)
+    result = model.assign(priors, targets[0])
+    index = result.positive.nonzero().squeeze(1)
+    with torch.no_grad():
+        boxes = model.decode(outputs.box_logits[0, index], outputs.angle_logits[0, index], priors, index)
+        iou = rotated_iou(boxes, targets[0].boxes[result.gt_index[index]])
+        scores = torch.sigmoid(outputs.cls_logits[0, index]).max(dim=1).values
+    assert float(scores.max()) < 0.05
+    for floor in (0.0, 0.5, 1.0):
+        model.quality_weight_floor = floor
+        with torch.no_grad():
+            losses = model.losses(outputs, targets)
+        weight = scores.clamp(min=floor)
+        expected = (weight * (1 - iou)).sum() / weight.sum().clamp(min=1.0)
+        torch.testing.assert_close(losses["loss_bbox"], model.loss_bbox_weight * expected, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="quality_weight_floor must be in"):
+        _small_model("gfl", quality_weight_floor=1.5)
+
+
 def test_dfl_targets_follow_the_equivalent_box_closest_to_the_predicted_angle():
     box = torch.tensor([[5.0, 6.0, 30.0, 10.0, 0.1]] * 4)
     predicted = torch.tensor([0.15, 0.1 + math.pi / 2 + 0.2, 0.1 + math.pi - 0.3, 0.1 - math.pi / 2])
