@@ -21,7 +21,7 @@ detections are merged to full images (the merge of `rgfl merge-submit`) and scor
 original held-out labels with the DOTA metric of `rgfl eval`: AP50, AP75, mAP at image level, plus
 AP50 at patch level. Target (issue 7): AP50 >= 0.90 and AP75 >= 0.60 at image level within
 15 minutes of training on 2 cores; met since the tiny config has a stride-4 level (AP50 91.60,
-AP75 65.83 after 831 s, docs/chain.md).
+AP75 65.83 after 761 s, docs/chain.md).
 
 Part 2 (--real): the labelled images of ../shared/data/dota-sample are split (512 px, overlap
 128, rates 0.5 and 1.0: at rate 0.5 the 590 px harbors of P0706 fit whole in a window; at rate 1

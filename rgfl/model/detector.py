@@ -127,6 +127,8 @@ class RotatedGFL(nn.Module):
         self.loss_dfl_weight = loss_dfl_weight
         if not 0.0 <= quality_weight_floor <= 1.0:
             raise ValueError(f"quality_weight_floor must be in [0, 1], got {quality_weight_floor}")
+        if quality_weight_floor > 0 and head != "gfl":
+            raise ValueError("quality_weight_floor is for the gfl head's score-weighted box loss; the vanilla head does not weight it")
         self.quality_weight_floor = quality_weight_floor
         self.qfl_beta = qfl_beta
         self.focal_alpha = focal_alpha

@@ -218,6 +218,8 @@ def test_bad_arguments_say_what_arrived():
         RotatedGFL(NUM_CLASSES, depth=18, pretrained="none", fpn_min_level=4)
     with pytest.raises(ValueError, match="reach_aware assignment is for the gfl head"):
         RotatedGFL(NUM_CLASSES, head="vanilla", depth=18, pretrained="none", reach_aware=True)
+    with pytest.raises(ValueError, match="quality_weight_floor is for the gfl head"):
+        RotatedGFL(NUM_CLASSES, head="vanilla", depth=18, pretrained="none", quality_weight_floor=0.2)
     model = _small_model("gfl")
     bad = Target(torch.tensor([[10.0, 10.0, 5.0, 5.0, 0.0]]), torch.tensor([NUM_CLASSES]))
     with pytest.raises(ValueError, match="labels must be in"):
