@@ -131,20 +131,26 @@ def _reference_assign(anchors, counts, gts, topk, margin=0.01, reach=None, strid
     return assigned_gt
 
 
-def test_vectorized_matches_per_object_loop_on_crowded_scene():
-    generator = torch.Generator().manual_seed(0)
-    anchors, counts = _grid_anchors([(24, 24), (12, 12), (6, 6), (3, 3), (2, 2)], [8, 16, 32, 64, 128])
-    num = 120
-    gts = torch.stack(
+def _random_scene(seed, num, extent, long_side, short_side):
+    """``num`` random le135 boxes [num, 5] with centres in ``[0, extent)`` and sides in the given
+    ``(min, max)`` ranges."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.stack(
         [
-            torch.rand(num, generator=generator) * 192,
-            torch.rand(num, generator=generator) * 192,
-            6 + torch.rand(num, generator=generator) * 90,
-            4 + torch.rand(num, generator=generator) * 30,
+            torch.rand(num, generator=generator) * extent,
+            torch.rand(num, generator=generator) * extent,
+            long_side[0] + torch.rand(num, generator=generator) * (long_side[1] - long_side[0]),
+            short_side[0] + torch.rand(num, generator=generator) * (short_side[1] - short_side[0]),
             -math.pi / 4 + torch.rand(num, generator=generator) * math.pi,
         ],
         dim=1,
     )
+
+
+def test_vectorized_matches_per_object_loop_on_crowded_scene():
+    anchors, counts = _grid_anchors([(24, 24), (12, 12), (6, 6), (3, 3), (2, 2)], [8, 16, 32, 64, 128])
+    num = 120
+    gts = _random_scene(0, num, 192, (6, 96), (4, 34))
     result = RotatedATSSAssigner(topk=9)(anchors, counts, gts)
     reference = _reference_assign(anchors, counts, gts, 9)
     assert int((reference >= 0).sum()) > num  # the scene really has many positives
@@ -182,20 +188,9 @@ def test_reach_aware_keeps_a_pier_within_reach_of_its_priors():
 
 
 def test_reach_aware_matches_the_loop_and_plain_atss_where_every_level_reaches():
-    generator = torch.Generator().manual_seed(3)
     strides = [8, 16, 32, 64, 128]
     anchors, counts = _grid_anchors([(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)], strides)
-    num = 150
-    gts = torch.stack(
-        [
-            torch.rand(num, generator=generator) * 256,
-            torch.rand(num, generator=generator) * 256,
-            6 + torch.rand(num, generator=generator) * 300,
-            3 + torch.rand(num, generator=generator) * 20,
-            -math.pi / 4 + torch.rand(num, generator=generator) * math.pi,
-        ],
-        dim=1,
-    )
+    gts = _random_scene(3, 150, 256, (6, 306), (3, 23))
     aware = RotatedATSSAssigner(topk=9, reach=8.0)(anchors, counts, gts, level_strides=strides)
     assert torch.equal(aware.gt_index, _reference_assign(anchors, counts, gts, 9, reach=8.0, strides=strides))
     # Boxes every level reaches (half the longer side <= 8 * 8 px) are assigned as plain ATSS does.
