@@ -51,6 +51,8 @@ from rgfl.cli.merge_submit import merge_submit_command  # noqa: E402
 from rgfl.cli.predict import predict_command  # noqa: E402
 from rgfl.cli.show import show_command  # noqa: E402
 from rgfl.cli.demo import demo_command  # noqa: E402
+# Around the chain: pictures, other formats, deployment.
+from rgfl.cli.plot import plot_command  # noqa: E402
 
 app.command("synth")(synth_command)
 app.command("split")(split_command)
@@ -60,6 +62,7 @@ app.command("merge-submit")(merge_submit_command)
 app.command("predict")(predict_command)
 app.command("show")(show_command)
 app.command("demo")(demo_command)
+app.command("plot")(plot_command)
 
 
 def main() -> None:
