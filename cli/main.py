@@ -54,6 +54,7 @@ from rgfl.cli.demo import demo_command  # noqa: E402
 # Around the chain: pictures, other formats, deployment.
 from rgfl.cli.plot import plot_command  # noqa: E402
 from rgfl.cli.export import export_command  # noqa: E402
+from rgfl.cli.convert import convert_command  # noqa: E402
 
 app.command("synth")(synth_command)
 app.command("split")(split_command)
@@ -65,6 +66,7 @@ app.command("show")(show_command)
 app.command("demo")(demo_command)
 app.command("plot")(plot_command)
 app.command("export")(export_command)
+app.command("convert")(convert_command)
 
 
 def main() -> None:

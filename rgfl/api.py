@@ -291,8 +291,20 @@ def export_onnx(checkpoint: str | Path, out: str | Path, size: int | None = None
     return onnx_export.export_onnx(detector.model, detector.class_names, out, size, batch, detector.input_size, source=str(detector.source))
 
 
-def convert(src: str | Path, out: str | Path, to: str, classes: str | Sequence[str] | None = None):
-    """Convert DOTA labels <-> YOLO-OBB (see :mod:`rgfl.dota.yolo_obb`); returns the summary."""
+def convert(
+    src: str | Path,
+    out: str | Path,
+    to: str,
+    classes: str | Sequence[str] | None = None,
+    split: str | None = None,
+    clip: bool = False,
+    strict: bool = False,
+):
+    """Convert DOTA labels to YOLO-OBB (``to="yolo-obb"``) or back (``to="dota"``), as ``rgfl convert``.
+
+    See :mod:`rgfl.dota.yolo_obb` for the layout, the class list and the difficult-flag sidecar.
+    Returns the :class:`~rgfl.dota.yolo_obb.ConvertSummary`.
+    """
     from rgfl.dota import yolo_obb
 
-    return yolo_obb.convert(src, out, to, classes)
+    return yolo_obb.convert(src, out, to, classes, split=split, clip=clip, strict=strict)
