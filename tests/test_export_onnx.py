@@ -18,13 +18,12 @@ from typer.testing import CliRunner
 
 from rgfl.cli.main import app
 from tests.cli.test_show_predict import assert_clean_error
-from tests.engine.helpers import TINY_CONFIG
+from tests.test_api import CLASSES, make_tiny_checkpoint
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 runner = CliRunner()
-CLASSES = ("plane", "ship", "harbor")
 SIZE = 128
 
 
@@ -34,20 +33,7 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from rgfl.engine.build import build_model
-    from rgfl.engine.checkpoint import save_checkpoint
-    from rgfl.engine.config import config_to_dict, load_config
-
-    overrides = ["data.classes=" + ",".join(CLASSES), f"data.input_size={SIZE}", "model.stacked_convs=1", "model.nms_pre=300"]
-    cfg = load_config(TINY_CONFIG, overrides)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, len(CLASSES))
-    with torch.no_grad():
-        model.head.cls_conv.weight.mul_(8.0)
-        model.head.cls_conv.bias.fill_(-1.0)
-    path = tmp_path_factory.mktemp("onnx") / "checkpoints" / "epoch_0001.pt"
-    save_checkpoint({"config": config_to_dict(cfg), "model": model.state_dict()}, path)
-    return path
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("onnx") / "checkpoints" / "epoch_0001.pt", input_size=SIZE)
 
 
 @pytest.fixture(scope="module")
