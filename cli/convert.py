@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rgfl.cli.common import ClassesOption, console, handle_errors
+from rgfl.cli.common import console, handle_errors
 from rgfl.cli.run_model import help_text
 
 CONVERT_HELP = """Convert a DOTA folder to the YOLO-OBB format of ultralytics, or back.
@@ -49,7 +49,15 @@ def convert_command(
     src: Annotated[Path, typer.Argument(help="Folder to read: DOTA (images/ + labelTxt/) or YOLO-OBB (images/ + labels/).", show_default=False)],
     out: Annotated[Path, typer.Argument(help="Output folder (created).", show_default=False)],
     to: Annotated[Target, typer.Option("--to", help="Format to write.", show_default=False)],
-    classes: ClassesOption = None,
+    classes: Annotated[
+        Optional[str],
+        typer.Option(
+            "--classes",
+            help="Class list, index = position: dota1.0, dota1.5, dota2.0, a file with one class per line, or names like plane,ship "
+            "(default: dota1.0 for --to yolo-obb; for --to dota, the names of the dataset yaml in SRC).",
+            show_default=False,
+        ),
+    ] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="With --to yolo-obb: put the files under images/SPLIT and labels/SPLIT (train, val or test).", show_default=False)] = None,
     clip: Annotated[bool, typer.Option("--clip", help="With --to yolo-obb: clamp coordinates into [0, 1].")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first malformed label line instead of skipping it.")] = False,

@@ -10,8 +10,10 @@ import typer
 from rgfl.cli.common import console, handle_errors
 from rgfl.cli.run_model import help_text
 
-PLOT_HELP = """Draw the training curves of one or several runs side by side: each loss term, the
-total loss, the learning rate and, when validation ran, AP50 / AP75 / mAP, against the epoch.
+PLOT_HELP = """Draw the training curves of one or several runs side by side.
+
+One panel per loss term, the total loss, the learning rate and, when validation ran, AP50 / AP75 /
+mAP, against the epoch.
 
 RUN is a training work dir (with log.jsonl) or a log.jsonl file. With several runs every panel
 overlays them, one colour per run (the legend names each run by its folder). The data drawn is
