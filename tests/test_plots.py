@@ -177,3 +177,36 @@ def test_pr_curves_of_huge_evaluations_are_thinned_keeping_the_end():
     precision = np.linspace(1, 0.5, 10 * MAX_PR_POINTS)
     r, p = _thin(recall, precision)
     assert len(r) == MAX_PR_POINTS and r[0] == 0 and r[-1] == 0.9 and p[-1] == 0.5
+
+
+class _CurvesSeenAtEpochEnd:
+    """Reads curves.json when each epoch ends: it holds what the previous epochs logged."""
+
+    def __init__(self, work_dir: Path):
+        self.work_dir = work_dir
+        self.seen: list[dict | None] = []
+
+    def on_epoch_end(self, record: dict) -> None:
+        path = self.work_dir / "curves.json"
+        self.seen.append(json.loads(path.read_text()) if path.is_file() else None)
+
+
+def test_training_redraws_curves_after_every_epoch_with_validation(tmp_path):
+    from rgfl.engine.train import train
+    from tests.engine.helpers import make_split, tiny_config
+
+    split = make_split(tmp_path / "split", images=2)
+    work = tmp_path / "run"
+    spy = _CurvesSeenAtEpochEnd(work)
+    cfg = tiny_config(split, **{"eval.interval": 1, "eval.data": str(split), "eval.batch_size": 2})
+    train(cfg, work, callbacks=[spy])
+    assert spy.seen[0] is None  # nothing drawn before the first epoch ended ...
+    assert spy.seen[1] is not None and max(spy.seen[1]["runs"]["run"]["loss"]["x"]) == 1.0  # ... epoch 1's after it
+    assert png_size(work / "curves.png") == (1600, 600)  # 3 loss terms, total, lr, AP50, AP75, mAP
+    records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    series = json.loads((work / "curves.json").read_text())["runs"]["run"]
+    val = [r for r in records if r["event"] == "val"]
+    assert series["mAP"] == {"x": [float(r["epoch"]) for r in val], "y": [r["mAP"] for r in val]} and len(val) == 2
+    train_records = [r for r in records if r["event"] == "train"]
+    assert series["lr"]["y"] == [r["lr"] for r in train_records]
+    assert series["loss_qfl"]["y"] == [r["loss_qfl"] for r in train_records]
