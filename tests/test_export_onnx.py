@@ -162,3 +162,18 @@ def dota_image(folder):
     path = folder / "a.png"
     cv2.imwrite(str(path), np.zeros((40, 40, 3), np.uint8))
     return path
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_export_from_a_model_on_cuda_gives_the_same_graph(checkpoint, dynamic_onnx, patches, tmp_path):
+    import onnxruntime
+
+    from rgfl.api import export_onnx
+
+    export_onnx(checkpoint, tmp_path / "cuda.onnx", batch=None, device="cuda")
+    images, sizes = patches
+    feed = {"images": images.numpy(), "image_sizes": np.array(sizes, dtype=np.float32)}
+    outputs = [onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed) for path in (dynamic_onnx, tmp_path / "cuda.onnx")]
+    for from_cpu, from_cuda in zip(*outputs):
+        np.testing.assert_allclose(from_cuda, from_cpu, rtol=0, atol=1e-5)
