@@ -288,6 +288,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path, size: int | None = None
     if detector.is_onnx:
         raise RgflError(f"{checkpoint} is already an ONNX file; export a .pt checkpoint")
     size = size if size is not None else (detector.input_size or 1024)
+    if detector.input_size is not None and size != detector.input_size:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "the model was trained on %d px inputs (data.input_size) but is exported for %d px: rgfl predict resizes "
+            "windows to %d px and pads them to %d, which changes detections near window borders; export with --size %d",
+            detector.input_size, size, detector.input_size, size, detector.input_size,
+        )
     return onnx_export.export_onnx(detector.model, detector.class_names, out, size, batch, detector.input_size, source=str(detector.source))
 
 
