@@ -143,3 +143,6 @@ def eval_command(
     if json_path is not None:
         write_eval_json(json_path, result)
         console.print(f"wrote {json_path}", highlight=False)
+        from rgfl.cli.plot import report_pr_curves
+
+        report_pr_curves(result, json_path.parent / "pr_curves.png")

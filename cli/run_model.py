@@ -286,6 +286,9 @@ def eval_checkpoint(
     write_eval_json(out / "metrics.json", result)
     print_eval_table(result, title=f"{checkpoint.name}, {level}")
     print_paths([("detections", dets_dir), ("metrics", out / "metrics.json")])
+    from rgfl.cli.plot import report_pr_curves
+
+    report_pr_curves(result, out / "pr_curves.png")
     return result
 
 
