@@ -182,7 +182,7 @@ class ExpectedSplitConfig:
     truncation: Literal["clip-int", "keep"] | None = None  # clip-int: `rgfl split --clip` (DOTA devkit)
     iof_thr: float | None = None
     pad_value: list[int] | None = None  # B, G, R fill of patches of images smaller than a window
-    check: Literal["error", "warn", "off"] = "error"  # what a truncation / IoF mismatch does
+    check: Literal["error", "warn", "ignore"] = "error"  # what a truncation / IoF mismatch does
 
 
 @dataclass

@@ -80,7 +80,7 @@ def dry_run(cfg: Config, world_size: int | None = None) -> dict[str, Any]:
         "data": data,
     }
     expected = cfg.expected_split
-    if expected.check != "off" and any(
+    if expected.check != "ignore" and any(
         getattr(expected, key) is not None for key in ("size", "step", "rates", "truncation", "iof_thr", "pad_value")
     ):
         check = compare_split(expected, cfg.data.root)

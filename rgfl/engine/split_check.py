@@ -7,7 +7,7 @@ difference:
 * rules: ``truncation`` and ``iof_thr`` decide which objects a patch holds and with which
   difficulty, i.e. which objects are trained as positives. With ``check: error`` (the default) a
   difference stops ``rgfl train`` with the exact ``rgfl split`` command that makes the expected
-  split; ``warn`` only logs it, ``off`` skips the check.
+  split; ``warn`` only logs it, ``ignore`` skips the check.
 * data: ``size``, ``step``, ``rates``, ``pad_value`` describe another row of the results table
   (or another data set); they are logged as warnings and never stop training.
 
@@ -128,7 +128,7 @@ def check_expected_split(cfg: Config) -> SplitCheck | None:
             ``error``; the message holds the ``rgfl split`` command that makes the right split.
     """
     expected = cfg.expected_split
-    if expected.check == "off" or cfg.data.root is None:
+    if expected.check == "ignore" or cfg.data.root is None:
         return None
     if all(getattr(expected, key) is None for key in RULE_KEYS + DATA_KEYS):
         return None
