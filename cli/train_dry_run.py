@@ -44,12 +44,14 @@ def _print_tables(result: dict) -> None:
 
     derived = result["derived"]
     table = Table(title="derived at this world size", show_header=True)
-    table.add_column("value")
-    table.add_column("", justify="right")
+    table.add_column("derived")
+    table.add_column("value", justify="right")
     for key in ("world_size", "total_batch", "lr", "lr_per_image", "iters_per_epoch", "total_iters", "warmup_iters", "milestone_iters"):
         value = derived[key]
         table.add_row(key.replace("_", " "), Text(f"{value:.6g}" if isinstance(value, float) else str(value)))
     console.print(table)
+    if derived["warmup_iters"] > derived["total_iters"]:
+        console.print(f"note: the warmup ({derived['warmup_iters']} iterations) is longer than the run ({derived['total_iters']})", highlight=False)
 
     data = result["data"]
     objects = data["objects"]

@@ -31,7 +31,8 @@ def derived_values(cfg: Config, num_patches: int, world_size: int) -> dict[str, 
     total_iters = iters_per_epoch * cfg.schedule.epochs
     if cfg.schedule.max_iters is not None:
         total_iters = min(total_iters, cfg.schedule.max_iters)
-    warmup_iters = 0 if cfg.schedule.warmup == "none" else min(cfg.schedule.warmup_iters, total_iters)
+    # As the schedule applies it: over warmup_iters iterations, even when the run is shorter.
+    warmup_iters = 0 if cfg.schedule.warmup == "none" else cfg.schedule.warmup_iters
     return {
         "world_size": world_size,
         "total_batch": total_batch,

@@ -42,7 +42,7 @@ def test_json_is_one_object_with_the_resolved_config_derived_values_and_data(tmp
         "lr_per_image": 0.00125,
         "iters_per_epoch": per_epoch,
         "total_iters": 12 * per_epoch,
-        "warmup_iters": min(3, 12 * per_epoch),
+        "warmup_iters": 3,
         "milestone_iters": [8 * per_epoch, 11 * per_epoch],
     }
     objects = summary["data"]["objects"]
