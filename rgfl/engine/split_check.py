@@ -133,6 +133,8 @@ def check_expected_split(cfg: Config) -> SplitCheck | None:
     if all(getattr(expected, key) is None for key in RULE_KEYS + DATA_KEYS):
         return None
     root = Path(cfg.data.root)
+    if not root.is_dir():
+        return None  # the dataset builder says what is missing
     result = compare_split(expected, root)
     if not result.manifest_found:
         logger.warning(
