@@ -129,6 +129,8 @@ Ctrl-C (or SIGTERM from a job scheduler) saves a checkpoint and exits; --resume 
         from rgfl.cli.train_dry_run import print_dry_run
 
         return print_dry_run(cfg, as_json)
+    if as_json:
+        raise typer.BadParameter("only with --dry-run (training logs go to WORK_DIR/log.jsonl)", param_hint="--json")
     if work_dir is None:
         raise typer.BadParameter("missing: training writes checkpoints there (or give --dry-run)", param_hint="--work-dir")
     from rgfl.engine.split_check import check_expected_split

@@ -60,10 +60,12 @@ def test_readable_summary_without_json(tmp_path):
         assert fragment in result.output
 
 
-def test_work_dir_is_required_without_dry_run(tmp_path):
+def test_work_dir_is_required_without_dry_run_and_json_only_with_it(tmp_path):
     split = make_split(tmp_path / "split", images=2)
     result = runner.invoke(app, ["train", str(TINY_CONFIG), "--data", str(split)])
     assert result.exit_code == 2 and "--work-dir" in result.output
+    result = runner.invoke(app, ["train", str(TINY_CONFIG), "--data", str(split), "--work-dir", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 2 and "--json" in result.output and not (tmp_path / "run").exists()
 
 
 def test_split_without_manifest_is_only_warned_about(tmp_path):
