@@ -170,3 +170,26 @@ def test_detector_uses_the_configured_prior_offset():
     assert model.priors(outputs, torch.device("cpu")).centers[0].tolist() == [0.0, 0.0]
     with pytest.raises(Exception, match="prior_offset"):
         build_model(load_config(CONFIGS / ROWS["train_1024_512"][0], ["model.pretrained=none", "model.prior_offset=1.5"]).model, 15)
+
+
+def test_reference_model_weights_reload_and_fold_for_inference():
+    # What `rgfl eval` does with a checkpoint of a reference config: rebuild from the stored config,
+    # load the weights (trainable-affine BatchNorms carry num_batches_tracked), fold the norms.
+    from rgfl.engine.build import load_model_state
+    from rgfl.model.fuse import fold_batchnorms
+
+    torch.manual_seed(0)
+    cfg = load_config(CONFIGS / ROWS["train_1024_512"][0], ["model.pretrained=none", "model.backbone=resnet18"])
+    trained = build_model(cfg.model, 15).train()
+    with torch.no_grad():
+        for module in trained.backbone.body.modules():
+            if isinstance(module, nn.BatchNorm2d):  # as if training had moved them
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    reloaded = build_model(cfg.model, 15)
+    load_model_state(reloaded, trained.state_dict(), "checkpoint.pt")
+    images = torch.rand(1, 3, 64, 64) * 255
+    expected = trained.eval()(images).cls_logits
+    fold_batchnorms(reloaded.eval())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in reloaded.backbone.body.modules())
+    assert torch.allclose(reloaded(images).cls_logits, expected, atol=1e-4)
