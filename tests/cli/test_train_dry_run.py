@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+
+import pytest
 
 from typer.testing import CliRunner
 
@@ -73,3 +77,18 @@ def test_split_without_manifest_is_only_warned_about(tmp_path):
     result = runner.invoke(app, ["train", str(VANILLA), "--data", str(split), "--dry-run", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["split_check"]["manifest_found"] is False
+
+
+@pytest.mark.slow
+def test_smoke_benchmark_runs_on_cpu(dota_sample, tmp_path):
+    """benchmarks/smoke_r50.py (for the GPU smoke run) on a tiny CPU setting: 2 iterations at 64 px."""
+    split = tmp_path / "sample_1024_512"
+    result = runner.invoke(app, ["split", str(dota_sample), str(split), "--preset", "dota-1024-512", "--clip", "--pad-value", "0", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    script = REPO_ROOT / "benchmarks" / "smoke_r50.py"
+    args = ["--data", str(split), "--iters", "2", "--every", "1", "--input-size", "64", "--device", "cpu", "--precisions", "fp32", "--workers", "0"]
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "all losses finite: True" in done.stdout
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[0] for row in rows] == ["1", "2"]
