@@ -14,7 +14,7 @@ iterations run at the warmup / base lr of the recipe.
 On a GPU, with the DOTA sample (2 real images) split as the reference recipe does:
 
     rgfl split ../shared/data/dota-sample split/sample_1024_512 --preset dota-1024-512 --clip --pad-value 0
-    python benchmarks/smoke_r50.py --data split/sample_1024_512 --iters 300 --device cuda
+    python benchmarks/smoke_r50.py --data split/sample_1024_512 --iters 200 --device cuda
 
 Tiny CPU check (a few seconds per iteration):
 
