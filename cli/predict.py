@@ -81,12 +81,12 @@ def predict_command(
     step: Annotated[int | None, typer.Option("--step", min=1, help="Distance between windows (size - overlap); instead of --overlap.", show_default=False)] = None,
     rates: Annotated[str, typer.Option("--rates", help="Resize factors, comma separated (multi-scale testing), e.g. 0.5,1.0,1.5.")] = "1.0",
     nms_iou: Annotated[float, typer.Option("--nms-iou", min=0.0, max=1.0, help="Rotated NMS threshold of the merge (suppress IoU > this).")] = 0.1,
-    max_per_img: Annotated[int, typer.Option("--max-per-img", min=1, help="Detections kept per image after the merge.")] = 2000,
+    max_per_img: Annotated[int, typer.Option("--max-per-img", min=0, help="Detections kept per image after the merge (0: all).")] = 0,
     score_thr: Annotated[float, typer.Option("--score-thr", min=0.0, max=1.0, help="Write and draw detections with at least this score.")] = 0.05,
     draw_thr: Annotated[float, typer.Option("--draw-thr", min=0.0, max=1.0, help="Draw detections with at least this score.")] = 0.3,
     batch_size: BatchSizeOption = 4,
     device: DeviceOption = "auto",
-    amp: AmpOption = True,
+    amp: AmpOption = False,
 ) -> None:
     import time
 

@@ -324,7 +324,7 @@ def merge_patch_detections(
     make_zip: bool = False,
     iou_thr: float = 0.1,
     score_thr: float = 0.0,
-    max_per_img: int = 2000,
+    max_per_img: int = 0,
     manifest: Path | None = None,
     strict: bool = False,
     device: str = "cpu",
