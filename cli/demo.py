@@ -148,7 +148,8 @@ def demo_command(
         overrides += ["--set", f"schedule.max_iters={plan.max_iters}"]
     if plan.input_size is not None:
         overrides += ["--set", f"data.input_size={plan.input_size}"]
-    stage("train", ["train", str(config), "--data", str(split / "train"), "--work-dir", str(work), *overrides])
+    # --overwrite: a demo run into a folder of an earlier one trains afresh, as every other stage does.
+    stage("train", ["train", str(config), "--data", str(split / "train"), "--work-dir", str(work), "--overwrite", *overrides])
     checkpoint = _latest_checkpoint(work)
 
     device_args = ["--device", device]
