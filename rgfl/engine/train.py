@@ -7,8 +7,11 @@ Usage::
 
 What a run writes to ``work_dir`` (rank 0 only): ``config.yaml`` (resolved config),
 ``log.jsonl`` (one JSON record per log interval, per epoch, per validation),
-``checkpoints/epoch_NNNN.pt`` / ``iter_NNNNNNN.pt`` + ``checkpoints/last_checkpoint``, and
-``tensorboard/`` when tensorboard is installed.
+``checkpoints/epoch_NNNN.pt`` / ``iter_NNNNNNN.pt`` + ``checkpoints/last_checkpoint`` (the newest
+``train.keep_checkpoints`` epoch checkpoints are kept, plus the best by validation, named in
+``checkpoints/best.json``), and ``tensorboard/`` when tensorboard is installed. A work dir that
+holds a run is refused unless ``resume`` or ``overwrite`` says what to do with it
+(:mod:`rgfl.engine.run_dir`).
 
 Exact resume: the sample order of an epoch depends only on (seed, epoch), augmentations are
 seeded per (seed, epoch, sample index), the learning rate is a function of the global iteration,
@@ -693,13 +696,6 @@ def read_best(work_dir: str | Path) -> dict[str, Any] | None:
 def _epoch_number(path: Path) -> int:
     digits = path.stem.removeprefix("epoch_")
     return int(digits) if digits.isdigit() else -1
-
-
-def resolve_resume(work_dir: str | Path, resume: str | Path | bool | None) -> Path | None:
-    """``True``/``"latest"``: the newest intact checkpoint of the work dir (None if there is none
-    yet); a path: that checkpoint; ``None``/``False``: start fresh."""
-    point = find_resume_point(work_dir, resume)
-    return point.path if point is not None else None
 
 
 def train(
