@@ -35,7 +35,9 @@ def chain(tmp_path_factory):
     assert result.exit_code == 0, result.output + repr(result.exception)
     checkpoints = sorted((out / "work" / "checkpoints").glob("*.pt"))
     assert checkpoints, "training wrote a checkpoint"
-    return out, checkpoints[-1], result.output
+    yield out, checkpoints[-1], result.output
+    for checkpoint in out.rglob("*.pt"):  # ~140 MB each; pytest keeps the folders of three sessions
+        checkpoint.unlink()
 
 
 def _class_names(out: Path) -> list[str]:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from rgfl.cli.main import app
 from rgfl.engine.checkpoint import load_checkpoint, save_checkpoint
-from tests.engine.helpers import TINY_CONFIG, make_split, remove_checkpoints, requires_pipeline
+from tests.engine.helpers import TINY_CONFIG, make_split, requires_pipeline
 
 runner = CliRunner()
 
@@ -22,14 +22,6 @@ def one_thread():
     torch.set_num_threads(1)  # tiny convolutions: threads only fight over a busy machine's cores
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _remove_checkpoints(request):
-    yield
-    tmp_path = request.node.funcargs.get("tmp_path")
-    if tmp_path is not None:
-        remove_checkpoints(tmp_path)
 
 
 def invoke(*args: str):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.engine.helpers import make_split, remove_checkpoints
+from tests.engine.helpers import make_split
 
 
 @pytest.fixture(scope="session")
@@ -19,11 +19,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _remove_checkpoints(request):
-    yield
-    tmp_path = request.node.funcargs.get("tmp_path")
-    if tmp_path is not None:
-        remove_checkpoints(tmp_path)

@@ -48,13 +48,6 @@ def train_records(work_dir: Path) -> list[dict]:
     return [record for record in map(json.loads, lines) if record["event"] == "train"]
 
 
-def remove_checkpoints(folder: Path) -> None:
-    """Delete the checkpoints a test wrote (~140 MB each for the tiny model): pytest keeps the
-    temporary folders of the last three sessions, which held gigabytes of them."""
-    for path in folder.rglob("*.pt"):
-        path.unlink(missing_ok=True)
-
-
 def _pipeline_available() -> bool:
     try:
         from rgfl.data import DotaDataset, collate_batch  # noqa: F401
