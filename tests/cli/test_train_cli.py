@@ -167,3 +167,11 @@ def test_resume_continues_with_the_runs_own_config_and_a_used_work_dir_is_refuse
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == ["epoch_0001.pt"]
     assert [json.loads(line)["iteration"] for line in (run / "log.jsonl").read_text().splitlines() if '"train"' in line] == [1]
+
+
+@pytest.mark.parametrize("device", ["gpu9", "cuda:x"] + ([] if torch.cuda.is_available() else ["cuda", "cuda:0"]))
+def test_bad_device(tmp_path, device):
+    split = make_split(tmp_path / "split", images=2)
+    result = invoke(TINY_CONFIG, "--data", split, "--work-dir", tmp_path / "run", "--device", device)
+    assert_one_line_error(result, f"train.device is '{device}'")
+    assert not (tmp_path / "run").exists()

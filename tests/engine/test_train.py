@@ -410,6 +410,4 @@ def test_keep_checkpoints_zero_keeps_every_epoch(tiny_split, tmp_path):
     cfg = tiny_config(tiny_split, **{"schedule.epochs": 4, "data.batch_size": 4, "train.keep_checkpoints": 0})
     assert train(cfg, tmp_path).status == "completed"
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt")) == [f"epoch_{e:04d}.pt" for e in (1, 2, 3, 4)]
-    # The default keeps the newest 3.
-    assert train(tiny_config(tiny_split, **{"schedule.epochs": 4, "data.batch_size": 4}), tmp_path / "default").status == "completed"
-    assert sorted(p.name for p in (tmp_path / "default" / "checkpoints").glob("*.pt")) == [f"epoch_{e:04d}.pt" for e in (2, 3, 4)]
+    # (the default, 3, is checked by the CLI test of resume)
