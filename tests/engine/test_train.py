@@ -256,14 +256,25 @@ def test_sigterm_to_the_process_group_of_a_training_run(tiny_split, tmp_path):
     overrides = tiny_overrides(tiny_split, **{"data.workers": 1, "schedule.epochs": 1000})
     command = [sys.executable, "-m", "rgfl", "train", str(TINY_CONFIG), "--work-dir", str(work_dir)]
     command += [arg for override in overrides for arg in ("--set", override)]
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    # Started as a shell script starts a background job (`rgfl train ... &`): SIGINT ignored. A
+    # Ctrl-C in that terminal (SIGINT to the group) must leave it training; SIGTERM stops it.
+    process = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+
+    def wait_for_iteration(iteration: int) -> None:
         deadline = time.monotonic() + 120
         log = work_dir / "log.jsonl"
-        while not (log.is_file() and '"event": "train"' in log.read_text()):
+        while not (log.is_file() and f'"iteration": {iteration},' in log.read_text()):
             assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "no training iteration within 120 s"
+            assert time.monotonic() < deadline, f"no training iteration {iteration} within 120 s"
             time.sleep(0.05)
+
+    try:
+        wait_for_iteration(1)
+        os.killpg(process.pid, signal.SIGINT)
+        wait_for_iteration(3)  # still training
         os.killpg(process.pid, signal.SIGTERM)
         out, err = process.communicate(timeout=120)
     finally:
@@ -271,8 +282,9 @@ def test_sigterm_to_the_process_group_of_a_training_run(tiny_split, tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, (process.returncode, err[-4000:])
     assert "Traceback" not in err and "Logging error" not in err, err
+    assert "SIGINT received" not in err and "SIGTERM received" in " ".join(err.split())
     state = load_checkpoint(find_latest_checkpoint(work_dir))
-    assert state["iteration"] >= 1
+    assert state["iteration"] >= 3
     # The printed command (the console writes to stderr) continues the run with all its settings:
     # it was started with --set schedule.epochs=1000 over the config file's 12.
     continue_with = " ".join(err.split()).split("Continue with: ")[1].split()
