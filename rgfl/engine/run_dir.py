@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 # What a run writes into its work dir (checkpoints/ holds the names of CHECKPOINT_NAME and the
 # pointer files); --overwrite removes exactly these and nothing else the folder may hold.
-RUN_FILES = ("log.jsonl", "config.yaml")
+RUN_FILES = ("log.jsonl", "config.yaml", "curves.png", "curves.json")  # curves.*: rgfl.plots, after each epoch
 CHECKPOINT_NAME = re.compile(r"^(epoch_\d{4,}|iter_\d{7,})\.pt$")
 POINTER_FILES = (LAST_POINTER, "best.json")
 TENSORBOARD_EVENTS = "events.out.tfevents.*"
@@ -69,8 +69,8 @@ def clear_run(work_dir: str | Path) -> list[Path]:
     """Remove the files of the run in ``work_dir`` (``--overwrite``); returns what was removed.
 
     Only what a run writes goes: checkpoints named ``epoch_NNNN.pt`` / ``iter_NNNNNNN.pt``, the
-    pointer files beside them, ``log.jsonl``, ``config.yaml``, TensorBoard event files and stale
-    temporary files. Anything else the user keeps there stays, and so do the folders.
+    pointer files beside them, ``log.jsonl``, ``config.yaml``, ``curves.png``/``curves.json``,
+    TensorBoard event files and stale temporary files. Anything else the user keeps there stays, and so do the folders.
     """
     work_dir = Path(work_dir)
     folder = checkpoint_dir(work_dir)

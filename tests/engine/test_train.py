@@ -367,6 +367,7 @@ def test_a_work_dir_holding_a_run_is_refused_and_overwrite_starts_over(tiny_spli
     checkpoints = tmp_path / "checkpoints"
     assert sorted(p.name for p in checkpoints.glob("*.pt")) == ["epoch_0001.pt", "epoch_0002.pt"]
     (tmp_path / "notes.txt").write_text("mine")  # the user's own file in the work dir
+    (tmp_path / "curves.png").write_bytes(b"old run's picture")
     (checkpoints / "mine.pt").write_bytes(b"not ours")
     stale = checkpoints / ".epoch_0003.pt.0123abcd.tmp"  # what `kill -9` during a save leaves
     stale.write_bytes(b"half")
@@ -383,7 +384,7 @@ def test_a_work_dir_holding_a_run_is_refused_and_overwrite_starts_over(tiny_spli
     again = train(tiny_config(tiny_split, **{"schedule.max_iters": 1}), tmp_path, overwrite=True)
     assert again.status == "max_iters"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["iter_0000001.pt", "last_checkpoint", "mine.pt"]
-    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "curves.png").exists()
     assert [r["iteration"] for r in train_records(tmp_path)] == [1]  # the old run's records are gone
 
 
