@@ -121,7 +121,7 @@ def train_with_eval(config: Path, overrides: list[str], work: Path, callback: Ev
     cfg = load_config(config, overrides)
     start = time.perf_counter()
     callback.train_start = start
-    train(cfg, work, resume=None, callbacks=[callback])
+    train(cfg, work, resume=None, callbacks=[callback], overwrite=True)  # a rerun into the same --out trains afresh
     return time.perf_counter() - start - callback.eval_seconds
 
 

@@ -143,12 +143,15 @@ def demo_command(
 
     overrides = ["--set", f"data.classes={DEMO_CLASSES}", "--set", f"schedule.epochs={epochs}", "--set", f"train.device={device}"]
     # A short run: warm up over 20 iterations instead of the config's 100 (which would be most of it).
-    overrides += ["--set", "schedule.warmup_iters=20"]
+    # (--quick stops after max_iters: no longer warm-up than that, which training would warn about)
+    warmup = 20 if plan.max_iters is None else min(20, plan.max_iters)
+    overrides += ["--set", f"schedule.warmup_iters={warmup}"]
     if plan.max_iters is not None:
         overrides += ["--set", f"schedule.max_iters={plan.max_iters}"]
     if plan.input_size is not None:
         overrides += ["--set", f"data.input_size={plan.input_size}"]
-    stage("train", ["train", str(config), "--data", str(split / "train"), "--work-dir", str(work), *overrides])
+    # --overwrite: a demo run into a folder of an earlier one trains afresh, as every other stage does.
+    stage("train", ["train", str(config), "--data", str(split / "train"), "--work-dir", str(work), "--overwrite", *overrides])
     checkpoint = _latest_checkpoint(work)
 
     device_args = ["--device", device]

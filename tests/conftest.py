@@ -32,3 +32,14 @@ def _restore_rgfl_logger():
     saved = (list(logger.handlers), logger.level, logger.propagate)
     yield
     logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+@pytest.fixture(autouse=True)
+def _remove_checkpoints(request):
+    """Delete the ``*.pt`` files a test wrote under its ``tmp_path`` (a tiny model's checkpoint is
+    ~140 MB, and pytest keeps the temporary folders of the last three sessions)."""
+    yield
+    tmp_path = request.node.funcargs.get("tmp_path")
+    if tmp_path is not None:
+        for path in Path(tmp_path).rglob("*.pt"):
+            path.unlink(missing_ok=True)
