@@ -8,12 +8,47 @@ from collections.abc import Callable
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from rgfl.errors import RgflError
 
-console = Console(stderr=True)
+# Width of a console that writes to a file or pipe (logs, CI): wide enough that no path or
+# table row is ever cut into lines; COLUMNS, when set, still decides.
+NO_TERMINAL_WIDTH = 10_000
+
+
+class CliConsole(Console):
+    """The commands' console: user text is never read as markup, and without a terminal nothing wraps.
+
+    ``markup=False``: paths, class names and option values such as ``D/a[/b]`` or ``[nan]`` are
+    printed as typed (rich would read them as style tags, eat them or fail). Code that wants
+    styling passes ``style=`` or a :class:`rich.text.Text`, or ``markup=True`` with every piece
+    of user text passed through :func:`rich.markup.escape`.
+
+    Rich wraps at 80 columns when it cannot ask a terminal for its width, which breaks paths in
+    logs; here the width is then :data:`NO_TERMINAL_WIDTH` (tables stay as narrow as their cells).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("markup", False)
+        super().__init__(**kwargs)
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self._width is None and not self.is_terminal and not self._environ.get("COLUMNS"):
+            return ConsoleDimensions(NO_TERMINAL_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+console = CliConsole(stderr=True)  # progress, warnings and errors
+stdout_console = CliConsole()  # results (tables), so that they can be piped
 F = TypeVar("F", bound=Callable[..., Any])
 
 # The --classes option of every command that reads or writes class-labelled files.
@@ -41,7 +76,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` and return an Exit to raise."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    console.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, markup=True)
     return typer.Exit(code)
 
 

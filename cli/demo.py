@@ -83,12 +83,20 @@ def find_config(name: str = CONFIG_NAME) -> Path:
     return shipped
 
 
+def _rule(title: str) -> None:
+    """A bold title rule, at most 100 columns wide (the console is very wide without a terminal)."""
+    from rich.rule import Rule
+    from rich.text import Text
+
+    console.print(Rule(Text(title, style="bold")), width=min(console.width, 100))
+
+
 def run_stage(title: str, args: list[str]) -> None:
     """Run one rgfl command in this process, exactly as typed on the command line."""
     from rgfl.cli.main import app
     from rgfl.errors import RgflError
 
-    console.rule(f"[bold]{title}")
+    _rule(title)
     console.print("$ rgfl " + shlex.join(args), highlight=False, markup=False)
     command = typer.main.get_command(app)
     try:
@@ -165,7 +173,7 @@ def demo_command(
     )
 
     total = time.perf_counter() - start
-    console.rule("[bold]rgfl demo: done")
+    _rule("rgfl demo: done")
     print_metrics_table(json.loads((out / "eval" / "metrics.json").read_text(encoding="utf-8")), "AP on the held-out val images (merged, image level)")
     for title, seconds in times:
         console.print(f"  {title:<28} {seconds:7.1f} s", highlight=False)

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from rgfl.cli.common import ClassesOption, console, handle_errors
+from rgfl.cli.common import ClassesOption, console, handle_errors, stdout_console
 
 # Results go to stdout (pipeable); progress and warnings go to stderr through `console`.
-stdout_console = Console()
 
 __all__ = ["eval_command", "print_eval_table", "write_eval_json"]
 

@@ -116,10 +116,10 @@ def progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # image names are user text
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[rate]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
@@ -233,7 +233,7 @@ def print_metrics_table(metrics: dict, title: str) -> None:
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, row in metrics["per_class"].items():
         table.add_row(name, str(row["num_gt"]), str(row["num_dets"]), *(f"{100 * row[k]:.2f}" for k in ("AP50", "AP75", "mAP")))
-    table.add_row("[bold]mean", "", "", *(f"[bold]{100 * metrics[k]:.2f}" for k in ("AP50", "AP75", "mAP")))
+    table.add_row("mean", "", "", *(f"{100 * metrics[k]:.2f}" for k in ("AP50", "AP75", "mAP")), style="bold")
     console.print(table)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rgfl.cli.common import console, handle_errors
+from rgfl.cli.common import console, handle_errors, stdout_console
 
 PRESET_HELP = (
     "dota-1024-824: size 1024, STEP 824 (= overlap 200, the standard single-scale DOTA protocol); "
@@ -158,7 +158,7 @@ def split_command(
         summary = split_dataset(src, out, config, workers=workers, strict=strict, progress=advance)
         summary.seconds = time.perf_counter() - started
 
-    table = Table(title=f"rgfl split -> {out}", show_header=True)
+    table = Table(title="rgfl split", show_header=True)
     table.add_column("images", justify="right")
     table.add_column("patches", justify="right")
     table.add_column("objects kept", justify="right")
@@ -176,6 +176,6 @@ def split_command(
         str(summary.bad_input) + (f" ({summary.skipped_images} images)" if summary.skipped_images else ""),
         f"{summary.seconds:.1f}",
     )
-    from rich.console import Console
-
-    Console(soft_wrap=False).print(table)
+    stdout_console.print(table)
+    # Outside the title: a table wraps its title to the table's width.
+    stdout_console.print(f"output: {out}", highlight=False)

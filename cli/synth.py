@@ -62,14 +62,15 @@ def synth_command(
             workers=workers,
             progress=lambda n: bar.advance(task, n),
         )
-    table = Table(title=f"rgfl synth -> {out}", show_header=True)
+    table = Table(title="rgfl synth", show_header=True)
     table.add_column("class")
     table.add_column("objects", justify="right")
     for name, count in summary.objects_per_class.items():
         table.add_row(name, str(count))
-    table.add_row("[bold]total[/]", f"[bold]{summary.objects}[/]")
+    table.add_row("total", str(summary.objects), style="bold")
     console.print(table)
     console.print(
         f"{summary.images} images of {size}x{size} ({summary.empty_images} empty), seed {seed}, "
-        f"{summary.seconds:.1f} s"
+        f"{summary.seconds:.1f} s -> {out}",
+        highlight=False,
     )
