@@ -243,12 +243,18 @@ def read_task1_dir(
     if unknown:
         logger.warning("ignored detection files of classes outside the class list: %s", ", ".join(unknown))
     result: dict[str, Task1Detections] = {}
+    missing = []
     for name in class_names:
         if name in present:
             result[name] = read_task1_file(present[name], problems)
         else:
-            logger.warning("%s: no %s, class %r has no detections", folder, task1_filename(name), name)
+            missing.append(name)
             result[name] = Task1Detections()
+    if missing:
+        logger.warning(
+            "%s: no %s file for %d classes, they have no detections: %s",
+            folder, task1_filename("<class>"), len(missing), ", ".join(missing),
+        )
     return result
 
 

@@ -63,8 +63,8 @@ def test_eval_error_names_a_bracketed_folder(tmp_path, dota_sample):
 
 
 def test_eval_table_shows_bracketed_class_names(tmp_path, dota_sample):
-    dets = tmp_path / "d[/e]"
-    dets.mkdir()
+    dets = tmp_path / "d[" / "e]"
+    dets.mkdir(parents=True)
     (dets / "Task1_plane.txt").write_text("P1888 0.9 1 1 5 1 5 5 1 5\n")
     result = invoke("eval", "--dets", str(dets), "--gt", str(dota_sample / "labelTxt"), "--classes", "plane,car[/x]", "--mean-over", "all")
     assert result.exit_code == 0, result.output
