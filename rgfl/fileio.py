@@ -2,20 +2,25 @@
 
 Every output file is first written to a temporary file in the same folder and then renamed over
 the destination (``os.replace`` is atomic on POSIX and Windows). An interrupted run therefore
-leaves either the old file, the complete new file, or a stray ``.tmp`` file that the next run
-ignores and overwrites.
+leaves either the old file or the complete new file. Only a hard kill (``kill -9``, power loss)
+can leave a temporary file behind: :func:`remove_stale_temp_files` removes those by their exact name
+pattern (``.<name>.<8 hex digits>.tmp``) when the next run writes into the same folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_stale_temp_files"]
+
+# The names atomic_write gives its temporary files, and nothing else.
+TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{8}\.tmp$")
 
 
 @contextlib.contextmanager
@@ -61,3 +66,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_write(path, "w") as handle:
         handle.write(text)
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` left in ``folder`` when a process was
+    killed mid-write; returns what was removed.
+
+    Only names of exactly that pattern (``.<name>.<8 hex digits>.tmp``) are touched, never other
+    files, and not in subfolders. Call it only where no other process is writing at the time.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        if TEMP_NAME.match(path.name) and path.is_file() and not path.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
