@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from rgfl.errors import InputError
-from rgfl.fileio import atomic_write_text
+from rgfl.fileio import atomic_write_text, remove_stale_temp_files
 
 __all__ = ["STATE_DIR", "source_stamp", "read_done_marker", "write_done_marker", "prepare_out"]
 
@@ -75,6 +75,5 @@ def prepare_out(out: Path, parameters: dict, src: Path) -> None:
         (out / sub).mkdir(parents=True, exist_ok=True)
     # Temporary files of a run killed before it could clean up (atomic writes never leave more).
     for sub in ("images", "labelTxt", f"{STATE_DIR}/done", STATE_DIR, ""):
-        for stale in (out / sub).glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        remove_stale_temp_files(out / sub)
     atomic_write_text(params_path, json.dumps(parameters, sort_keys=True, indent=1) + "\n")

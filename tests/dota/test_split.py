@@ -480,7 +480,7 @@ def test_restart_after_interruption_is_byte_identical(tmp_path):
     partial = sorted(p for p in (reference / "images").glob("P2__*"))[:2]
     for path in partial:
         (out / "images" / path.name).write_bytes(path.read_bytes())
-    (out / "images" / ".P2__320__0___0.png.abc.tmp").write_bytes(b"half")
+    (out / "images" / ".P2__320__0___0.png.0a1b2c3d.tmp").write_bytes(b"half")
 
     summary = split_dataset(src, out, config, workers=1)
     assert summary.resumed == 2 and summary.images == 4
