@@ -47,6 +47,29 @@ class CliConsole(Console):
         Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
 
+def _show_flags_as_flags() -> None:
+    """Help: no ``<bool>`` type after a flag (``--strict``, ``--amp/--no-amp``), which made every
+    flag look as if it took a value. Typer 0.2x prints the type of every option; for a flag there
+    is no value to describe."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - another typer layout: leave its help as it is
+        return
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "rgfl_flags", False):
+        return
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return original(self, ctx)
+
+    display_type_rich.rgfl_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich
+
+
+_show_flags_as_flags()
+
 console = CliConsole(stderr=True)  # progress, warnings and errors
 stdout_console = CliConsole()  # results (tables), so that they can be piped
 F = TypeVar("F", bound=Callable[..., Any])

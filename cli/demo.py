@@ -111,7 +111,7 @@ def run_stage(title: str, args: list[str]) -> None:
 def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo writes.")] = Path("rgfl-demo"),
     quick: Annotated[bool, typer.Option("--quick", help="Toy sizes: every stage in about a minute (APs meaningless).")] = False,
-    config: Annotated[Path | None, typer.Option("--config", help=f"Training config [default: configs/{CONFIG_NAME}].", show_default=False)] = None,
+    config: Annotated[Path | None, typer.Option("--config", help=f"Training config \\[default: configs/{CONFIG_NAME}].", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "cpu",
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs (default: 10, or 1 with --quick).", show_default=False)] = None,
 ) -> None:

@@ -123,6 +123,16 @@ def eval_command(
     """Score DOTA Task1 detection files like the official evaluation (AP50, AP75, mAP@0.5:0.95).
 
     Running a checkpoint: rgfl eval CHECKPOINT --data SPLIT_VAL_ROOT --out DIR runs the model over the patches (batched, DataLoader workers, autocast on GPU), writes the patch detections (DIR/patch_dets/Task1_<class>.txt) and scores them against SPLIT_VAL_ROOT/labelTxt (patch level, the protocol of the reference results). With --merged --gt ORIGINAL_LABEL_DIR the patch detections are first merged to full images (as rgfl merge-submit does, into DIR/merged_dets) and scored at image level. The metric JSON goes to DIR/metrics.json.
+
+    Examples:
+
+      rgfl eval --dets results/ --gt DOTA/val/labelTxt --json metrics.json
+
+      rgfl eval --dets results/ --gt DOTA/val --ap-method area --iou-thrs 0.5,0.75 --mean-over all
+
+      rgfl eval runs/r50 --data split/val --out runs/r50/val
+
+      rgfl eval runs/r50 --data split/val --merged --gt DOTA/val/labelTxt --out runs/r50/val_merged
     """
     from rgfl.dota.classes import resolve_classes
     from rgfl.errors import InputError, ProblemLog

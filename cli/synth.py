@@ -39,7 +39,14 @@ def synth_command(
 ) -> None:
     """Write a synthetic DOTA-format dataset: textured aerial-like images with objects of
     several classes at all angles (12-300 px), dense clusters, objects across split-patch
-    borders and some empty images. Labels are exact rotated rectangles (difficult 0)."""
+    borders and some empty images. Labels are exact rotated rectangles (difficult 0).
+
+    Examples:
+
+      rgfl synth synth/train --images 8 --size 2048 --seed 0
+
+      rgfl synth synth/val --images 3 --size 1024 --objects 100 --seed 1 --classes all
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
