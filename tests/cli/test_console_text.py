@@ -42,6 +42,12 @@ def test_split_prints_bracketed_paths_as_typed(tmp_path, name):
     assert f"split {src} -> " in result.output
 
 
+def test_missing_bracketed_source_is_named(tmp_path):
+    result = invoke("split", str(tmp_path / "D" / "a[/b]"), str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "a[/b] is not a folder" in " ".join(result.output.replace("│", " ").split())
+
+
 def test_split_error_keeps_the_value_in_brackets(tmp_path):
     src = make_source(tmp_path / "src")
     result = invoke("split", str(src), str(tmp_path / "out"), "--rates", "nan")
