@@ -11,6 +11,7 @@ import typer
 from rich.console import Console, ConsoleDimensions
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.text import Text
 
 from rgfl.errors import RgflError
 
@@ -86,11 +87,30 @@ ClassesOption = Annotated[
 ]
 
 
+class _LogHandler(RichHandler):
+    """Rich's log layout on a terminal; one plain unwrapped line per record otherwise.
+
+    RichHandler pads every record to the console's width, which without a terminal is
+    :data:`NO_TERMINAL_WIDTH` columns: logs would fill with spaces.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.console.is_terminal:
+            super().emit(record)
+            return
+        try:
+            message = self.format(record)
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+            return
+        self.console.print(Text(f"{record.levelname:<8} {message}"), soft_wrap=True, highlight=False)
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Route rgfl's library logging to stderr once (warnings by default, info with -v)."""
     logger = logging.getLogger("rgfl")
     if not any(isinstance(handler, RichHandler) for handler in logger.handlers):
-        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+        handler = _LogHandler(console=console, show_time=False, show_path=False, markup=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO if verbose else logging.WARNING)

@@ -78,7 +78,8 @@ def test_eval_table_shows_bracketed_class_names(tmp_path, dota_sample):
 
 
 def test_output_without_terminal_does_not_wrap_long_paths(tmp_path):
-    src = make_source(tmp_path / "src")
+    src = make_source(tmp_path / ("a_long_source_folder_name_" * 4))
+    (src / "labelTxt" / "orphan.txt").write_text("1 1 5 1 5 5 1 5 plane 0\n")  # a warning
     out = tmp_path / ("a_long_output_folder_name_" * 5) / "split_of_the_sample"
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     completed = subprocess.run(
@@ -93,3 +94,6 @@ def test_output_without_terminal_does_not_wrap_long_paths(tmp_path):
     assert f"split {src} -> {out}: size 64" in completed.stderr  # one line on stderr
     assert f"output: {out}\n" in completed.stdout
     assert "│ images │ patches │" in completed.stdout.replace("┃", "│")
+    assert f"WARNING  skipped: {src / 'labelTxt' / 'orphan.txt'}: label file has no image" in completed.stderr
+    # Nothing padded to the (very wide) console width either.
+    assert max(len(line) for line in (completed.stdout + completed.stderr).splitlines()) < 1000
