@@ -31,7 +31,8 @@ class MeanOver(str, Enum):
 def print_eval_table(result, title: str = "DOTA Task1") -> None:
     """Rich table: class, #gt, #dets, AP50, AP75, mAP (+ any other threshold), in percent."""
     extra = [t for t in result.iou_thrs if t not in (0.5, 0.75)] if result.iou_thrs != _coco() else []
-    table = Table(title=f"{title} ({result.ap_method} AP, {result.num_images} images)")
+    caption = f"{title} ({result.ap_method} AP, {result.num_images} images)"
+    table = Table(title=caption, min_width=len(caption))  # a title is wrapped to the table's width
     table.add_column("class")
     table.add_column("#gt", justify="right")
     table.add_column("#dets", justify="right")

@@ -231,7 +231,7 @@ def print_metrics_table(metrics: dict, title: str) -> None:
     """The AP table of a metric JSON document (schema of `rgfl eval --json`), percentages."""
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=len(title))
     for column in ("class", "#gt", "#dets", "AP50", "AP75", "mAP"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, row in metrics["per_class"].items():
