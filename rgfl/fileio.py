@@ -32,18 +32,30 @@ def atomic_write(path: str | Path, mode: str = "w", newline: str | None = "\n") 
     # into SystemExit, Ctrl-C) finds it and removes it: no stray temp file is ever left behind.
     tmp_name = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+        try:
+            fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+        except OSError as error:
+            raise _about(error, path) from None
         if "b" in mode:
             handle = os.fdopen(fd, mode)
         else:
             handle = os.fdopen(fd, mode, encoding="utf-8", newline=newline)
         with handle:
             yield handle
-        os.replace(tmp_name, path)
+        try:
+            os.replace(tmp_name, path)
+        except OSError as error:
+            raise _about(error, path) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def _about(error: OSError, path: Path) -> OSError:
+    """The same error about the user's ``path``: the temporary name means nothing to them
+    (``Is a directory: D/.files.489404cb.tmp`` was printed for an output path that is a folder)."""
+    return type(error)(error.errno, error.strerror, str(path))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -238,10 +238,28 @@ def check_model_signature(state: dict[str, Any], expected: dict[str, Any], path:
     for key, value in expected.items():
         if key in found and found[key] != value:
             hint = f" (set model.{key}={found[key]} to use it)" if key in SIGNATURE_BEFORE else ""
-            raise CheckpointError(
-                f"checkpoint is from another model: {key} is {_short(found[key])} in the checkpoint but {_short(value)} in the config{hint}",
-                path,
-            )
+            raise CheckpointError(f"checkpoint is from another model: {_difference(key, found[key], value)}{hint}", path)
+
+
+def _difference(key: str, found: Any, expected: Any) -> str:
+    """What differs, shown where it differs: two long class lists cut at 80 characters hid it."""
+    if isinstance(found, (list, tuple)) and isinstance(expected, (list, tuple)):
+        found, expected = list(found), list(expected)
+        only_found = [v for v in found if v not in expected]
+        only_expected = [v for v in expected if v not in found]
+        parts = [f"{key} has {len(found)} entries in the checkpoint, {len(expected)} in the config"]
+        if only_found:
+            parts.append(f"only in the checkpoint: {_short(only_found)}")
+        if only_expected:
+            parts.append(f"only in the config: {_short(only_expected)}")
+        if not only_found and not only_expected:
+            index = next(i for i, (a, b) in enumerate(zip(found, expected)) if a != b) if len(found) == len(expected) else None
+            if index is not None:
+                parts.append(f"same entries in another order, first at position {index + 1}: {found[index]!r} in the checkpoint, {expected[index]!r} in the config")
+            else:
+                parts.append("the same names repeated differently")
+        return "; ".join(parts)
+    return f"{key} is {_short(found)} in the checkpoint but {_short(expected)} in the config"
 
 
 def _short(value: Any) -> str:

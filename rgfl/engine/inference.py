@@ -35,7 +35,7 @@ from torch import Tensor
 
 from rgfl.dota.patches import PatchOrigin, parse_patch_name
 from rgfl.errors import InputError, RgflError
-from rgfl.fileio import atomic_write, atomic_write_text
+from rgfl.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -272,6 +272,7 @@ def _check_fingerprint(shard_dir: Path, fingerprint: dict) -> None:
                 f"{shard_dir} holds detections of another run (checkpoint, data or settings differ: "
                 f"{_fingerprint_diff(previous, fingerprint)}); choose another --out or delete that folder"
             )
+        remove_stale_temp_files(shard_dir)  # shards a killed run was writing (kill -9)
     else:
         shard_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
@@ -368,6 +369,7 @@ def shards_to_task1(shard_dir: Path, out_dir: Path, class_names: Sequence[str], 
 
     shard_dir, out_dir = Path(shard_dir), Path(out_dir)
     stems = shard_stems(shard_dir) if stems is None else list(stems)
+    remove_stale_temp_files(out_dir)  # class files a killed run was writing (kill -9)
     count = 0
     with ExitStack() as stack:  # every class file appears complete, or none does
         handles = [stack.enter_context(atomic_write(out_dir / task1_filename(name))) for name in class_names]

@@ -67,7 +67,7 @@ def test_every_stage_writes_its_files(chain):
     # eval, patch level and merged
     for folder in ("eval_patches", "eval"):
         metrics = json.loads((out / folder / "metrics.json").read_text())
-        assert set(metrics) == {"AP50", "AP75", "mAP", "ap_method", "num_images", "per_class"}
+        assert set(metrics) == {"AP50", "AP75", "mAP", "ap_method", "num_images", "per_class", "mean_over", "num_classes", "num_classes_averaged"}
         assert all(0.0 <= metrics[k] <= 1.0 for k in ("AP50", "AP75", "mAP"))
         assert (out / folder / "patch_dets" / "shards" / "inference.json").is_file()
         assert (out / folder / "pr_curves.png").is_file() and (out / folder / "pr_curves.json").is_file()
