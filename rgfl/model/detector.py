@@ -404,9 +404,14 @@ class RotatedGFL(nn.Module):
         groups = b_idx * num_classes + c_idx  # NMS within (image, class)
         keep = batched_nms_rotated(boxes, det_scores, groups, self.nms_iou)
         keep = keep[det_scores[keep].argsort(descending=True, stable=True)]
+        # Images as contiguous runs of ``keep`` (each still by decreasing score), split with one
+        # host transfer of the counts instead of a boolean mask (a device sync) per image.
+        keep = keep[b_idx[keep].argsort(stable=True)]
+        # (not bincount: on CUDA it reads the maximum back first)
+        counts = (b_idx[keep][None, :] == torch.arange(batch, device=device)[:, None]).sum(dim=1).tolist()
         results = []
-        for b in range(batch):
-            mine = keep[b_idx[keep] == b][: self.max_per_img]
+        for mine in keep.split(counts):
+            mine = mine[: self.max_per_img]
             det_boxes = boxes[mine]
             results.append(
                 Detections(det_boxes, det_scores[mine], c_idx[mine], extras={"polygons": obb2poly(det_boxes)})
