@@ -113,7 +113,7 @@ def test_chunked_work_gives_the_same_keep_list(monkeypatch):
     whole = both(boxes, scores, labels, 0.3)
     monkeypatch.setattr(nms_torch, "_BAND_ENTRIES", 5000)  # rows x columns per band chunk
     monkeypatch.setattr(nms_torch, "_PAIRS_PER_BATCH", 777)
-    assert len(nms_torch._band_chunks(np.full(1500, 1500))) > 10
+    assert len(nms_torch._band_chunks(np.full(1500, 1500), nms_torch._BAND_ENTRIES)) > 10
     chunked = both(boxes, scores, labels, 0.3)
     assert chunked == whole and whole[0] == whole[1]
 
@@ -121,7 +121,7 @@ def test_chunked_work_gives_the_same_keep_list(monkeypatch):
 def test_band_chunks_cover_every_row_once_within_budget():
     sizes = [1, 4000, 3, 2, 700, 1]
     group_end = np.repeat(np.cumsum(sizes), sizes)
-    chunks = nms_torch._band_chunks(group_end)
+    chunks = nms_torch._band_chunks(group_end, nms_torch._BAND_ENTRIES)
     assert chunks[0][0] == 0 and chunks[-1][1] == len(group_end)
     assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
     for first, stop, column_stop in chunks:
