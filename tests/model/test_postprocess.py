@@ -44,6 +44,10 @@ def test_batch_equals_images_alone_with_empty_images(device):
         torch.testing.assert_close(det.scores, alone.scores)
         assert det.labels.tolist() == alone.labels.tolist()
         assert bool((det.scores[:-1] >= det.scores[1:]).all())
+    model.max_per_img = 0  # 0 keeps all
+    uncapped = model.postprocess(outputs)
+    assert len(uncapped[1]) > 6 and len(uncapped[0]) == 0
+    torch.testing.assert_close(uncapped[3].scores[:6], batched[3].scores)
     _, none = _outputs(device, 2, empty=(0, 1))
     assert [len(d) for d in model.postprocess(none)] == [0, 0]
 
