@@ -265,7 +265,8 @@ def nms_rotated_torch(boxes: Tensor, scores: Tensor, labels: Tensor | None, iou_
     scores64 = scores.detach().to(device=device, dtype=torch.float64)
     label_values = torch.zeros(n, dtype=torch.long, device=device) if labels is None else labels.detach().to(device=device, dtype=torch.long)
     # Visiting order: a stable sort of the negated scores (numpy's argsort(-s, kind="stable")).
-    order = torch.sort(-scores64, stable=True).indices
+    # "+ 0.0" turns -0.0 into 0.0: numpy ranks them equal, a radix sort (CUDA) by their bits.
+    order = torch.sort(-(scores64 + 0.0), stable=True).indices
     # Groups as contiguous blocks of the visiting order.
     by_group = torch.sort(label_values[order], stable=True).indices
     sorted_index = order[by_group]  # original index of each sorted position

@@ -45,6 +45,7 @@ def awkward_detections(n: int, n_groups: int, seed: int):
     grid = rng.choice(n, n // 5, replace=False)
     boxes[grid] = np.c_[rng.integers(0, 12, (len(grid), 2)) * 1.0 + 300, np.full((len(grid), 2), 2.0), rng.choice([0.0, np.pi / 2, np.pi], len(grid))]
     scores = np.round(rng.uniform(0, 1, n), 1)
+    scores[rng.choice(n, n // 10, replace=False)] = rng.choice([0.0, -0.0], n // 10)  # equal, other bits
     return boxes, scores, labels
 
 
