@@ -166,3 +166,16 @@ def test_cuda_keep_list_equals_the_cpu_kernel(threshold):
         keep32 = batched_nms_rotated(cuda[0].float(), cuda[1].float(), cuda[2], threshold)
         expected32 = batched_nms_rotated(torch.from_numpy(boxes).float(), torch.from_numpy(scores).float(), torch.from_numpy(labels), threshold)
         assert keep32.tolist() == expected32.tolist()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_merge_keeps_what_the_cpu_merge_keeps():
+    from rgfl.dota.merge import merge_image_detections
+    from rgfl.geometry.boxes import obb2poly
+
+    boxes, scores, labels = awkward_detections(4000, 15, seed=9)
+    polygons = obb2poly(boxes)
+    on_cpu = merge_image_detections(labels, scores, polygons, iou_thr=0.1, score_thr=0.0, max_per_img=0, device="cpu")
+    on_gpu = merge_image_detections(labels, scores, polygons, iou_thr=0.1, score_thr=0.0, max_per_img=0, device="cuda")
+    assert on_gpu.tolist() == on_cpu.tolist() and 0 < len(on_cpu) < 4000
