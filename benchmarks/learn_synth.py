@@ -6,6 +6,7 @@ Usage::
     python benchmarks/learn_synth.py --epochs 8 --train-images 16
     python benchmarks/learn_synth.py --real                   # also the DOTA sample overfit check
     python benchmarks/learn_synth.py --skip-synth --real      # only the overfit check (~65 min on 2 cores)
+    python benchmarks/learn_synth.py --ext jpg                # synthetic patches as JPEG (quality 95)
 
 Part 1 (synthetic): `rgfl synth` writes a training set (60 images, seed 0) and a held-out set
 (8 images, seed 1) of 1024 px images with about 100 objects each of the 6 default synthetic
@@ -146,6 +147,7 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=384, help="split window size of the synthetic sets")
     parser.add_argument("--overlap", type=int, default=96, help="split overlap of the held-out synthetic set")
     parser.add_argument("--train-overlap", type=int, default=64, help="split overlap of the training set (less duplicated content per epoch than --overlap)")
+    parser.add_argument("--ext", choices=["png", "jpg"], default="png", help="patch format of the synthetic splits (rgfl split --ext; jpg: quality 95)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers for inference")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides (section.key=value)")
@@ -176,7 +178,7 @@ def main() -> None:
         rgfl("synth", synth / "train", "--images", args.train_images, "--size", args.image_size, "--seed", 0, "--empty-fraction", 0, "--classes", SYNTH_CLASSES, *density)
         rgfl("synth", synth / "val", "--images", args.val_images, "--size", args.image_size, "--seed", 1, "--empty-fraction", 0, "--classes", SYNTH_CLASSES, *density)
         for part, overlap in (("train", args.train_overlap), ("val", args.overlap)):
-            rgfl("split", synth / part, split / part, "--size", args.patch, "--overlap", overlap, "--workers", 1)
+            rgfl("split", synth / part, split / part, "--size", args.patch, "--overlap", overlap, "--workers", 1, "--ext", args.ext)
         print(f"data: {time.perf_counter() - began:.1f} s", flush=True)
         milestones = [max(1, round(args.epochs * 8 / 12)), max(1, round(args.epochs * 11 / 12))]
         overrides = [

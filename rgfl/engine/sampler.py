@@ -120,5 +120,12 @@ class SeededSamples(Dataset):
 
 def worker_init(worker_id: int) -> None:
     """DataLoader worker set-up: Ctrl-C is handled by the main process, which saves a checkpoint
-    and then shuts the workers down; a worker dying on SIGINT first would abort that."""
+    and then shuts the workers down; a worker dying on SIGINT first would abort that.
+
+    OpenCV runs one thread per worker, as torch does there: the workers are the parallelism, and
+    OpenCV's own pool in each (resize, warpAffine) would put workers x cores threads on the cores
+    the training step needs."""
+    import cv2
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)

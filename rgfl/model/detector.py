@@ -77,7 +77,7 @@ class RotatedGFL(nn.Module):
         nms_pre: candidates kept per level before NMS (by max class score), default 2000.
         score_thr: minimum score of a detection (strictly greater), default 0.05.
         nms_iou: class-aware rotated NMS IoU threshold, default 0.1.
-        max_per_img: detections kept per image after NMS, default 2000.
+        max_per_img: detections kept per image after NMS, default 2000 (0 keeps all).
     """
 
     def __init__(
@@ -413,14 +413,26 @@ class RotatedGFL(nn.Module):
         groups = b_idx * num_classes + c_idx  # NMS within (image, class)
         keep = batched_nms_rotated(boxes, det_scores, groups, self.nms_iou)
         keep = keep[det_scores[keep].argsort(descending=True, stable=True)]
-        results = []
-        for b in range(batch):
-            mine = keep[b_idx[keep] == b][: self.max_per_img]
-            det_boxes = boxes[mine]
-            results.append(
-                Detections(det_boxes, det_scores[mine], c_idx[mine], extras={"polygons": obb2poly(det_boxes)})
-            )
-        return results
+        # Images as contiguous runs of ``keep`` (each still by decreasing score), split with one
+        # host transfer of the counts instead of a boolean mask (a device sync) per image; the
+        # gathers and polygons run once for the batch.
+        keep = keep[b_idx[keep].argsort(stable=True)]
+        # (not bincount: on CUDA it reads the maximum back first)
+        counts = (b_idx[keep][None, :] == torch.arange(batch, device=device)[:, None]).sum(dim=1).tolist()
+        if self.max_per_img and max(counts) > self.max_per_img:
+            # The first max_per_img of each run, positions made on the host (a mask would sync).
+            import numpy as np
+
+            starts = np.cumsum([0] + counts[:-1])
+            counts = [min(count, self.max_per_img) for count in counts]
+            positions = np.concatenate([np.arange(start, start + count) for start, count in zip(starts, counts)])
+            keep = keep[torch.from_numpy(positions).to(device)]
+        det_boxes, det_kept_scores, det_labels = boxes[keep], det_scores[keep], c_idx[keep]
+        polygons = obb2poly(det_boxes)
+        return [
+            Detections(b, s, c, extras={"polygons": p})
+            for b, s, c, p in zip(det_boxes.split(counts), det_kept_scores.split(counts), det_labels.split(counts), polygons.split(counts))
+        ]
 
     def _empty_detections(self, device: torch.device) -> Detections:
         return Detections(
