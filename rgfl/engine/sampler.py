@@ -122,10 +122,7 @@ def worker_init(worker_id: int) -> None:
     """DataLoader worker set-up: Ctrl-C is handled by the main process, which saves a checkpoint
     and then shuts the workers down; a worker dying on SIGINT first would abort that.
 
-    OpenCV runs one thread per worker, as torch does there: the workers are the parallelism, and
-    OpenCV's own pool in each (resize, warpAffine) would put workers x cores threads on the cores
-    the training step needs."""
-    import cv2
-
+    OpenCV's thread count is left alone here: ``cv2.setNumThreads`` in a forked worker whose
+    parent already ran OpenCV's thread pool deadlocks (seen in the test suite: the worker hung
+    inside the call), so one OpenCV thread per worker would need a spawned worker instead."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)
