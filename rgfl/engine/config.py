@@ -313,6 +313,9 @@ def coerce(value: Any, tp: Any) -> Any:
         raise ValueError(f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         choices = typing.get_args(tp)
+        if isinstance(value, bool) and ("off" if value is False else "on") in choices:
+            # YAML 1.1 reads a bare off/on (also no/yes) as a boolean: `amp: off`, `--set train.amp=off`.
+            return "off" if value is False else "on"
         for choice in choices:  # same value and type: 2.0 or True is not the choice 2 or 1
             if value == choice and type(value) is type(choice):
                 return choice
