@@ -30,6 +30,9 @@ def _restore_rgfl_logger():
 
     logger = logging.getLogger("rgfl")
     saved = (list(logger.handlers), logger.level, logger.propagate)
+    # A module-scoped fixture that ran the CLI leaves its set-up behind before this runs: start
+    # every test from the library's own state, so that caplog sees rgfl's records.
+    logger.handlers[:], logger.level, logger.propagate = [], logging.NOTSET, True
     yield
     logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
