@@ -46,3 +46,19 @@ def _remove_checkpoints(request):
     if tmp_path is not None:
         for path in Path(tmp_path).rglob("*.pt"):
             path.unlink(missing_ok=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Delete the large files (checkpoints, ONNX files, weights) that module- and session-scoped
+    fixtures wrote under this session's temporary folder: ``_remove_checkpoints`` only sees each
+    test's own ``tmp_path``, and pytest keeps the folders of the last three sessions."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    try:
+        base = factory.getbasetemp()
+    except (OSError, ValueError):
+        return
+    for pattern in ("*.pt", "*.pth", "*.onnx"):
+        for path in base.rglob(pattern):
+            path.unlink(missing_ok=True)
