@@ -253,6 +253,25 @@ class RotatedGFL(nn.Module):
         cls_logits = outputs.cls_logits.reshape(batch * num_priors, num_classes)
         box_logits = outputs.box_logits.reshape(batch * num_priors, -1)
         angle_logits = outputs.angle_logits.reshape(-1) if outputs.angle_logits is not None else None
+        return self.loss_terms(cls_logits, box_logits, angle_logits, labels, valid, positive, gt_boxes, priors, batch, num_pos_per_image)
+
+    def loss_terms(
+        self,
+        cls_logits: Tensor,
+        box_logits: Tensor,
+        angle_logits: Tensor | None,
+        labels: Tensor,
+        valid: Tensor,
+        positive: Tensor,
+        gt_boxes: Tensor,
+        priors: Priors,
+        batch: int,
+        num_pos_per_image: Tensor,
+    ) -> dict[str, Tensor]:
+        """The loss terms from the assigned, flattened batch (every tensor over the B * P anchors:
+        logits Tensor[B*P, ...], labels Tensor[B*P] with C for negatives, valid/positive
+        Tensor[B*P] bool, gt_boxes Tensor[B*P, 5]). Shapes do not depend on the objects, so this is
+        the part ``train.compile`` compiles (see ``rgfl.engine.compile``)."""
         if self.variant == "gfl":
             assert angle_logits is not None
             return self._gfl_losses(cls_logits, box_logits, angle_logits, labels, valid, positive, gt_boxes, priors, batch, num_pos_per_image)
