@@ -149,7 +149,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun each process takes its local GPU)
     amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision on CUDA; fp16 uses a GradScaler
     channels_last: bool = False
-    compile: bool = False  # torch.compile the detector
+    compile: bool = False  # torch.compile the backbone, head and loss terms (not the assignment); eager with a warning where unavailable
     sync_bn: bool = False  # SyncBatchNorm across processes (only matters with norm_eval false)
     find_unused_parameters: bool = False
     log_interval: int = 20  # iterations between log lines

@@ -56,6 +56,7 @@ from rgfl.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from rgfl.engine.compile import disable_compile, enable_compile
 from rgfl.engine.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from rgfl.engine.metrics import JsonLinesLog, TensorBoardLog, format_eta
 from rgfl.engine.preflight import check_training_setup
@@ -252,8 +253,8 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=cfg.train.find_unused_parameters,
             )
-        if cfg.train.compile:
-            module = torch.compile(module)  # type: ignore[assignment]
+        # Compiled parts, not the whole loss module: the assignment's shapes change every batch.
+        self.compile_pending = bool(cfg.train.compile) and enable_compile(self.detector, self.device)
         self.loss_module = module
 
     def _build_loader(self) -> torch.utils.data.DataLoader:
@@ -594,6 +595,21 @@ class Trainer:
         return record
 
     def _step(self, batch: Any) -> dict[str, float]:
+        """One optimizer step (see :meth:`_step_once`); with ``train.compile`` the first step that
+        raises while compiling falls back to eager with a warning and is run again."""
+        if not self.compile_pending:
+            return self._step_once(batch)
+        try:
+            values = self._step_once(batch)
+        except Exception as error:  # noqa: BLE001 - any compiler failure means: run eagerly
+            logger.warning("train.compile: the first compiled step failed (%s: %s); training eagerly", type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+            disable_compile(self.detector)
+            self.optimizer.zero_grad(set_to_none=True)
+            values = self._step_once(batch)
+        self.compile_pending = False
+        return values
+
+    def _step_once(self, batch: Any) -> dict[str, float]:
         """One optimizer step. Returns the loss terms (averaged over ranks) as floats."""
         cfg = self.cfg
         images, targets = batch

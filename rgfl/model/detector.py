@@ -11,6 +11,7 @@ imports ``rgfl.losses``; ``rgfl.losses`` never imports ``rgfl.model``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -223,55 +224,119 @@ class RotatedGFL(nn.Module):
         return self.losses(outputs, targets)
 
     def losses(
-        self, outputs: HeadOutputs, targets: list[Target], assignments: list[AssignResult] | None = None
+        self, outputs: HeadOutputs, targets: list[Target], assignments: AssignResult | list[AssignResult] | None = None
     ) -> dict[str, Tensor]:
         """Losses of precomputed head ``outputs`` (see :meth:`compute_losses`).
 
-        ``assignments`` (one per image, from :meth:`assign`) may be given to reuse or time them.
+        ``assignments`` (from :meth:`assign_batch`, or one per image from :meth:`assign`) may be
+        given to reuse or time them.
+
+        Batched design: the whole batch is one set of tensors over B * P anchors. Targets are padded
+        to the batch's largest M, the assignment runs on all images at once, and the box losses
+        are computed at every anchor and masked to the positives (a where, not a boolean index),
+        so every shape is known before the step runs: no per-image Python loop, no operator count
+        growing with B, no host-device synchronisation. Decoding all anchors costs a few more
+        flops than decoding only the positives, far less than the launches it saves.
         """
         device = outputs.cls_logits.device
         priors = self.priors(outputs, device)
         batch, num_priors, num_classes = outputs.cls_logits.shape
+        padded = self._pad_targets(targets, device)
         if assignments is None:
-            assignments = [self.assign(priors, target.to(device)) for target in targets]
+            result = self._assign_padded(priors, padded)
+        elif isinstance(assignments, AssignResult):
+            result = assignments
+        else:
+            result = AssignResult(*(torch.stack([getattr(r, f).to(device) for r in assignments]) for f in ("gt_index", "positive", "ignored", "gt_iou")))
 
-        # Flatten images into one axis of B * P anchors.
-        labels = torch.full((batch, num_priors), num_classes, dtype=torch.long, device=device)
-        valid = torch.ones(batch, num_priors, dtype=torch.bool, device=device)
-        pos_gt_boxes = []
-        for b, (target, result) in enumerate(zip(targets, assignments)):
-            labels[b, result.positive] = target.labels.to(device)[result.gt_index[result.positive]]
-            valid[b] = ~result.ignored
-            pos_gt_boxes.append(target.boxes.to(device=device, dtype=torch.float32)[result.gt_index[result.positive]])
-        positive = torch.stack([r.positive for r in assignments]).view(-1)  # [B*P]
-        pos_flat = positive.nonzero().squeeze(1)  # [N]
-        pos_prior = pos_flat % num_priors
-        gt_boxes = torch.cat(pos_gt_boxes) if pos_gt_boxes else outputs.cls_logits.new_zeros((0, 5))
-        labels = labels.view(-1)
-        valid = valid.view(-1)
+        # Flatten images into one axis of B * P anchors; negatives point at ground truth 0 of their
+        # image (or the padding row) so that every anchor has a finite, unused box target.
+        gt_index = result.gt_index.clamp(min=0)  # [B, P]
+        positive = result.positive.reshape(-1)  # [B*P]
+        labels = torch.where(result.positive, padded.labels.gather(1, gt_index), num_classes).reshape(-1)
+        valid = (~result.ignored).reshape(-1)
+        gt_boxes = padded.boxes.gather(1, gt_index[..., None].expand(batch, num_priors, 5)).reshape(-1, 5)
         # mmdet/ATSS normalizer: sum over images of max(#positives, 1).
-        num_pos_per_image = sum(max(int(r.positive.sum()), 1) for r in assignments)
+        num_pos_per_image = result.positive.sum(dim=1).clamp(min=1).sum().float()
 
         cls_logits = outputs.cls_logits.reshape(batch * num_priors, num_classes)
         box_logits = outputs.box_logits.reshape(batch * num_priors, -1)
         angle_logits = outputs.angle_logits.reshape(-1) if outputs.angle_logits is not None else None
+        return self.loss_terms(cls_logits, box_logits, angle_logits, labels, valid, positive, gt_boxes, priors, batch, num_pos_per_image)
+
+    def loss_terms(
+        self,
+        cls_logits: Tensor,
+        box_logits: Tensor,
+        angle_logits: Tensor | None,
+        labels: Tensor,
+        valid: Tensor,
+        positive: Tensor,
+        gt_boxes: Tensor,
+        priors: Priors,
+        batch: int,
+        num_pos_per_image: Tensor,
+    ) -> dict[str, Tensor]:
+        """The loss terms from the assigned, flattened batch (every tensor over the B * P anchors:
+        logits Tensor[B*P, ...], labels Tensor[B*P] with C for negatives, valid/positive
+        Tensor[B*P] bool, gt_boxes Tensor[B*P, 5]). Shapes do not depend on the objects, so this is
+        the part ``train.compile`` compiles (see ``rgfl.engine.compile``)."""
         if self.variant == "gfl":
             assert angle_logits is not None
-            return self._gfl_losses(
-                cls_logits, box_logits, angle_logits, labels, valid, pos_flat, pos_prior, gt_boxes, priors, num_pos_per_image
-            )
-        return self._vanilla_losses(cls_logits, box_logits, labels, valid, pos_flat, pos_prior, gt_boxes, priors, num_pos_per_image)
+            return self._gfl_losses(cls_logits, box_logits, angle_logits, labels, valid, positive, gt_boxes, priors, batch, num_pos_per_image)
+        return self._vanilla_losses(cls_logits, box_logits, labels, valid, positive, gt_boxes, priors, batch, num_pos_per_image)
 
     def assign(self, priors: Priors, target: Target) -> AssignResult:
-        """Rotated ATSS assignment of one image's ground truths to the square anchors."""
-        if target.boxes.dim() != 2 or target.boxes.shape[1] != 5:
-            raise ValueError(f"target {target.image_id!r}: boxes must be [M, 5] obb, got {tuple(target.boxes.shape)}")
-        labels = target.labels
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(
-                f"target {target.image_id!r}: labels must be in [0, {self.num_classes}), got {labels.min().item()}..{labels.max().item()}"
-            )
-        return self.assigner(priors.anchors(), priors.num_per_level, target.boxes, target.ignore, level_strides=self.strides)
+        """Rotated ATSS assignment of one image's ground truths to the square anchors (fields Tensor[P])."""
+        result = self.assign_batch(priors, [target])
+        return AssignResult(result.gt_index[0], result.positive[0], result.ignored[0], result.gt_iou[0])
+
+    def assign_batch(self, priors: Priors, targets: list[Target]) -> AssignResult:
+        """Rotated ATSS assignment of a batch at once (fields Tensor[B, P])."""
+        return self._assign_padded(priors, self._pad_targets(targets, priors.centers.device))
+
+    def _assign_padded(self, priors: Priors, padded: "_PaddedTargets") -> AssignResult:
+        return self.assigner.assign_batch(
+            priors.anchors(), priors.num_per_level, padded.boxes, padded.valid, padded.ignore, level_strides=self.strides
+        )
+
+    def _pad_targets(self, targets: list[Target], device: torch.device) -> "_PaddedTargets":
+        """The batch's targets as Tensor[B, M, ...] padded to the largest M (at least 1)."""
+        for target in targets:
+            if target.boxes.dim() != 2 or target.boxes.shape[1] != 5:
+                raise ValueError(f"target {target.image_id!r}: boxes must be [M, 5] obb, got {tuple(target.boxes.shape)}")
+            labels = target.labels
+            # The range check reads the labels on the host only where they already are there:
+            # reading device tensors would stall the step (a device-side assert guards those).
+            if labels.numel() and labels.device.type == "cpu" and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+                raise ValueError(
+                    f"target {target.image_id!r}: labels must be in [0, {self.num_classes}), got {labels.min().item()}..{labels.max().item()}"
+                )
+        pad = torch.nn.utils.rnn.pad_sequence
+        boxes = pad([t.boxes.to(device=device, dtype=torch.float32) for t in targets], batch_first=True)
+        labels = pad([t.labels.to(device) for t in targets], batch_first=True)
+        ignore = pad([t.ignore.to(device) if t.ignore is not None else t.labels.new_zeros(t.labels.shape, dtype=torch.bool).to(device) for t in targets], batch_first=True)
+        valid = pad([torch.ones_like(t.labels, dtype=torch.bool).to(device) for t in targets], batch_first=True)
+        if boxes.shape[1] == 0:  # no object in the whole batch: one padding row keeps shapes non-empty
+            batch = len(targets)
+            boxes = boxes.new_zeros((batch, 1, 5))
+            labels = labels.new_zeros((batch, 1))
+            ignore = ignore.new_zeros((batch, 1))
+            valid = valid.new_zeros((batch, 1))
+        elif device.type != "cpu":
+            torch._assert_async(((labels >= 0) & (labels < self.num_classes)).all(), "target labels out of range")
+        return _PaddedTargets(boxes, labels, ignore, valid)
+
+    def _decode_batch(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, batch: int) -> Tensor:
+        """Decode the predictions at every prior of ``batch`` images (rows image-major, Tensor[B*P, 5])."""
+        num = box_logits.shape[0]
+        probs = F.softmax(box_logits.float().view(num, -1, self.reg_max + 1), dim=2)
+        values = (probs * self.projection).sum(dim=2)  # [B*P, 4] distances in strides or [B*P, 5] deltas
+        if self.variant == "gfl":
+            assert angle_logits is not None
+            theta = DistanceAngleCoder.angle_from_logit(angle_logits.float(), self.angle_coding)
+            return DistanceAngleCoder.decode(priors.centers.repeat(batch, 1), priors.strides.repeat(batch), values, theta)
+        return DeltaXYWHACoder.decode(priors.anchors().repeat(batch, 1), values)
 
     def _gfl_losses(
         self,
@@ -280,50 +345,45 @@ class RotatedGFL(nn.Module):
         angle_logits: Tensor,
         labels: Tensor,
         valid: Tensor,
-        pos_flat: Tensor,
-        pos_prior: Tensor,
+        positive: Tensor,
         gt_boxes: Tensor,
         priors: Priors,
-        num_pos_per_image: int,
+        batch: int,
+        num_pos_per_image: Tensor,
     ) -> dict[str, Tensor]:
-        device = cls_logits.device
-        num_pos = pos_flat.numel()
-        quality = torch.zeros(cls_logits.shape, dtype=torch.float32, device=device)  # [B*P, C]
-        if num_pos > 0:
-            pred_boxes = self.decode(box_logits[pos_flat], angle_logits[pos_flat], priors, pos_prior)  # [N, 5]
-            iou = rotated_iou(pred_boxes, gt_boxes)  # [N] float32, differentiable
-            quality[pos_flat, labels[pos_flat]] = iou.detach()
-            # Quality weight: the detached max class score of each positive (GFL 6.2).
-            weight = torch.sigmoid(cls_logits[pos_flat].detach().float()).max(dim=1).values  # [N]
-            if self.quality_weight_floor > 0:
-                weight = weight.clamp(min=self.quality_weight_floor)
-            # DFL targets in the frame of the ground-truth representation closest to the predicted
-            # angle (a rectangle has four: theta + k*pi/2, w/h swapped for odd k), so that DFL and
-            # the angle branch never pull towards different but equivalent boxes.
-            matched_gt = _closest_representation(gt_boxes, pred_boxes[:, 4].detach())
-            distance_target = DistanceAngleCoder.encode(priors.centers[pos_prior], priors.strides[pos_prior], matched_gt)
-            distance_target = distance_target.clamp(0.0, self.reg_max - 0.01)
-            dfl = distribution_focal_loss(
-                box_logits[pos_flat].view(num_pos * 4, self.reg_max + 1), distance_target.reshape(-1)
-            ).view(num_pos, 4)
-            # Every process must join this all-reduce, also one without positives (else branch).
-            weight_sum = reduce_mean(weight.sum().float()).clamp(min=1.0)
-            loss_bbox = (weight * (1.0 - iou)).sum() / weight_sum
-            loss_dfl = (weight[:, None] * dfl).sum() / 4.0 / weight_sum
-        else:
-            # Keep the graph connected to the box branch so DDP and gradient checks see every parameter.
-            loss_bbox = box_logits.sum() * 0.0 + angle_logits.sum() * 0.0
-            loss_dfl = box_logits.sum() * 0.0
-            # Join the all-reduce the processes with positives make, or DDP hangs.
-            reduce_mean(torch.zeros((), dtype=torch.float32, device=device))
-        avg_factor = reduce_mean(torch.tensor(float(num_pos_per_image), device=device)).clamp(min=1.0)
-        loss_qfl = quality_focal_loss(cls_logits[valid], quality[valid], self.qfl_beta).sum() / avg_factor
+        num_anchors = cls_logits.shape[0]
+        pred_boxes = self._decode_batch(box_logits, angle_logits, priors, batch)  # [B*P, 5]
+        iou = rotated_iou(pred_boxes, gt_boxes)  # [B*P] float32, differentiable
+        pos_iou = torch.where(positive, iou.detach(), 0.0)
+        # QFL target: the IoU at the ground-truth class of a positive, 0 elsewhere (labels == C
+        # on negatives falls in the one-hot column that is cut off).
+        quality = F.one_hot(labels, self.num_classes + 1)[:, : self.num_classes] * pos_iou[:, None]  # [B*P, C]
+        # Quality weight: the detached max class score of each positive (GFL 6.2), 0 elsewhere.
+        weight = torch.sigmoid(cls_logits.detach().float()).max(dim=1).values  # [B*P]
+        if self.quality_weight_floor > 0:
+            weight = weight.clamp(min=self.quality_weight_floor)
+        weight = torch.where(positive, weight, 0.0)
+        # DFL targets in the frame of the ground-truth representation closest to the predicted
+        # angle (a rectangle has four: theta + k*pi/2, w/h swapped for odd k), so that DFL and
+        # the angle branch never pull towards different but equivalent boxes.
+        matched_gt = _closest_representation(gt_boxes, pred_boxes[:, 4].detach())
+        distance_target = DistanceAngleCoder.encode(priors.centers.repeat(batch, 1), priors.strides.repeat(batch), matched_gt)
+        distance_target = distance_target.clamp(0.0, self.reg_max - 0.01)
+        dfl = distribution_focal_loss(box_logits.view(num_anchors * 4, self.reg_max + 1), distance_target.reshape(-1)).view(num_anchors, 4)
+        # Every process joins both all-reduces, with or without positives (else DDP hangs).
+        weight_sum = reduce_mean(weight.sum()).clamp(min=1.0)
+        loss_bbox = (weight * (1.0 - iou)).sum() / weight_sum
+        loss_dfl = (weight[:, None] * dfl).sum() / 4.0 / weight_sum
+        avg_factor = reduce_mean(num_pos_per_image).clamp(min=1.0)
+        qfl = quality_focal_loss(cls_logits, quality, self.qfl_beta)
+        loss_qfl = (qfl * valid[:, None]).sum() / avg_factor
+        num_pos = positive.sum().float()
         return {
             "loss_qfl": self.loss_cls_weight * loss_qfl,
             "loss_bbox": self.loss_bbox_weight * loss_bbox,
             "loss_dfl": self.loss_dfl_weight * loss_dfl,
-            "num_pos": torch.tensor(float(num_pos), device=device),
-            "pos_iou": iou.detach().mean() if num_pos > 0 else torch.zeros((), device=device),
+            "num_pos": num_pos,
+            "pos_iou": pos_iou.sum() / num_pos.clamp(min=1.0),
         }
 
     def _vanilla_losses(
@@ -332,29 +392,26 @@ class RotatedGFL(nn.Module):
         box_logits: Tensor,
         labels: Tensor,
         valid: Tensor,
-        pos_flat: Tensor,
-        pos_prior: Tensor,
+        positive: Tensor,
         gt_boxes: Tensor,
         priors: Priors,
-        num_pos_per_image: int,
+        batch: int,
+        num_pos_per_image: Tensor,
     ) -> dict[str, Tensor]:
-        device = cls_logits.device
-        num_pos = pos_flat.numel()
         # Reference normalizer (notes 7.1): number of positives, no cross-process mean.
-        avg_factor = float(max(num_pos_per_image, 1))
+        avg_factor = num_pos_per_image.clamp(min=1.0)
         one_hot = F.one_hot(labels, self.num_classes + 1)[:, : self.num_classes]  # background row -> zeros
-        loss_cls = sigmoid_focal_loss(cls_logits[valid], one_hot[valid], self.focal_alpha, self.focal_gamma).sum()
-        if num_pos > 0:
-            pred_boxes = self.decode(box_logits[pos_flat], None, priors, pos_prior)
-            iou = rotated_iou(pred_boxes, gt_boxes)
-            loss_bbox = -iou.clamp(min=1e-6).log().sum()
-        else:
-            loss_bbox = box_logits.sum() * 0.0
+        focal = sigmoid_focal_loss(cls_logits, one_hot, self.focal_alpha, self.focal_gamma)
+        loss_cls = (focal * valid[:, None]).sum()
+        pred_boxes = self._decode_batch(box_logits, None, priors, batch)
+        iou = rotated_iou(pred_boxes, gt_boxes)
+        loss_bbox = torch.where(positive, -iou.clamp(min=1e-6).log(), 0.0).sum()
+        num_pos = positive.sum().float()
         return {
             "loss_cls": self.loss_cls_weight * loss_cls / avg_factor,
             "loss_bbox": self.loss_bbox_weight * loss_bbox / avg_factor,
-            "num_pos": torch.tensor(float(num_pos), device=device),
-            "pos_iou": iou.detach().mean() if num_pos > 0 else torch.zeros((), device=device),
+            "num_pos": num_pos,
+            "pos_iou": torch.where(positive, iou.detach(), 0.0).sum() / num_pos.clamp(min=1.0),
         }
 
     # ------------------------------------------------------------------ inference
@@ -441,6 +498,17 @@ class RotatedGFL(nn.Module):
             torch.zeros(0, dtype=torch.long, device=device),
             extras={"polygons": torch.zeros((0, 8), device=device)},
         )
+
+
+@dataclass
+class _PaddedTargets:
+    """A batch's targets padded to the largest M: boxes Tensor[B, M, 5] float32, labels Tensor[B, M]
+    int64, ignore and valid Tensor[B, M] bool (valid is False on padding rows)."""
+
+    boxes: Tensor
+    labels: Tensor
+    ignore: Tensor
+    valid: Tensor
 
 
 def _closest_representation(boxes: Tensor, theta: Tensor) -> Tensor:
