@@ -179,15 +179,17 @@ def test_export_from_a_model_on_cuda_gives_the_same_graph(checkpoint, dynamic_on
         np.testing.assert_allclose(from_cuda, from_cpu, rtol=0, atol=1e-5)
 
 
-def test_vanilla_head_exports_its_delta_decoding(tmp_path):
-    """The reference head decodes deltas from square anchors: the graph repeats that decoding."""
+@pytest.mark.parametrize("head, prior_offset", [("vanilla", 0.5), ("vanilla", 0.0), ("gfl", 0.0)])
+def test_each_head_and_prior_offset_exports_its_decoding(tmp_path, head, prior_offset):
+    """The reference head decodes deltas from square anchors, gfl side distances from points;
+    the reference configs put the points at j * stride (offset 0): the graph repeats all of it."""
     from rgfl.engine.build import build_model, load_detector
     from rgfl.engine.checkpoint import save_checkpoint
     from rgfl.engine.config import config_to_dict, load_config
     from rgfl.export.onnx import OnnxDetector, export_onnx
     from tests.engine.helpers import TINY_CONFIG
 
-    overrides = ["data.classes=plane,ship", "data.input_size=64", "model.stacked_convs=1", "model.nms_pre=100", "model.head=vanilla"]
+    overrides = ["data.classes=plane,ship", "data.input_size=64", "model.stacked_convs=1", "model.nms_pre=100", f"model.head={head}", f"model.prior_offset={prior_offset}"]
     cfg = load_config(TINY_CONFIG, overrides)
     torch.manual_seed(0)
     model = build_model(cfg.model, 2)
@@ -195,11 +197,12 @@ def test_vanilla_head_exports_its_delta_decoding(tmp_path):
         model.head.cls_conv.weight.mul_(8.0)
         model.head.cls_conv.bias.fill_(-1.0)
         model.head.reg_conv.weight.mul_(20.0)  # boxes of many shapes and angles
-    path = save_checkpoint({"config": config_to_dict(cfg), "model": model.state_dict()}, tmp_path / "vanilla.pt")
+    path = save_checkpoint({"config": config_to_dict(cfg), "model": model.state_dict()}, tmp_path / "model.pt")
     detector, _ = load_detector(path)
-    export_onnx(detector, ("plane", "ship"), tmp_path / "vanilla.onnx", 64, batch=None)
+    assert detector.prior_offset == prior_offset
+    export_onnx(detector, ("plane", "ship"), tmp_path / "model.onnx", 64, batch=None)
     images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 3, 64, 64), dtype=np.uint8))
     sizes = [(64, 64), (64, 40)]
     expected = detector.predict(images, sizes)
     assert sum(len(d) for d in expected) > 30
-    assert_same_detections(expected, OnnxDetector(tmp_path / "vanilla.onnx").predict(images, sizes))
+    assert_same_detections(expected, OnnxDetector(tmp_path / "model.onnx").predict(images, sizes))

@@ -120,12 +120,11 @@ class PriorDecoder(nn.Module):
 
     def __init__(self, detector: nn.Module, size: int):
         super().__init__()
-        from rgfl.model.coder import make_priors
-
         self.detector = detector.eval()
         with torch.no_grad():
             outputs = detector(torch.zeros((1, 3, size, size), dtype=torch.uint8, device=_device_of(detector)))
-        priors = make_priors(outputs.level_sizes, detector.strides, detector.octave_base_scale, "cpu")
+        # The detector's own priors (its prior offset included: the reference configs use 0).
+        priors = detector.priors(outputs, torch.device("cpu"))
         self.num_per_level = tuple(priors.num_per_level)
         self.register_buffer("centers", priors.centers.clone(), persistent=False)  # [P, 2]
         self.register_buffer("point_strides", priors.strides.clone(), persistent=False)  # [P]
