@@ -155,3 +155,26 @@ def test_out_of_range_settings_stop_the_dry_run_with_one_line(tmp_path, setting)
     result = runner.invoke(app, ["train", str(TINY_CONFIG), "--data", str(split), "--dry-run", "--set", setting])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert len(_error_lines(result.stderr)) == 1 and setting.split("=")[0] + ": must be >= " in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[]", "not an rgfl split manifest: expected a JSON object, got list"),
+        ('{"format": "rgfl-split/1", "parameters": 5}', "'parameters' must be an object, got 5"),
+        ('{"format": "rgfl-split/1", "parameters": {"iof_thr": "x", "truncation": "keep"}}', "parameters.iof_thr must be a number, got 'x'"),
+        ('{"format": "rgfl-split/1", "parameters": {"rates": 5, "truncation": "keep"}}', "parameters.rates must be a list of positive numbers, got 5"),
+        ('{"format": "rgfl-split/1", "parameters": {"truncation": "keep"}, "source": 3}', "'source' must be a path, got 3"),
+    ],
+)
+def test_malformed_manifest_stops_training_and_dry_run_with_one_line(tmp_path, text, expected):
+    split = make_split(tmp_path / "split", images=2)
+    (split / "split_manifest.json").write_text(text)
+    manifest = split / "split_manifest.json"
+    for extra in (["--work-dir", str(tmp_path / "run")], ["--dry-run"], ["--dry-run", "--json"]):
+        result = runner.invoke(app, ["train", str(VANILLA), "--data", str(split), *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+        lines = _error_lines(result.stderr)
+        assert len(lines) == 1 and lines[0].startswith(f"error: {manifest}: ") and expected in lines[0], (extra, result.stderr)
+    assert not (tmp_path / "run").exists()
