@@ -157,9 +157,6 @@ A --work-dir that holds a run is refused unless --resume or --overwrite says wha
         return print_dry_run(cfg, as_json)
     if work_dir is None:
         raise typer.BadParameter("missing: training writes checkpoints there (or give --dry-run)", param_hint="--work-dir")
-    from rgfl.engine.split_check import check_expected_split
-
-    check_expected_split(cfg)  # a split that would train other objects than the config's reference stops here
     is_main = int(os.environ.get("RANK", "0")) == 0
     progress = _Progress() if is_main else None
     try:

@@ -6,6 +6,7 @@ import json
 import sys
 
 import typer
+from rich.text import Text
 
 from rgfl.cli.common import console
 
@@ -13,7 +14,8 @@ from rgfl.cli.common import console
 def print_dry_run(cfg, as_json: bool) -> None:
     """Print the dry-run of ``cfg``: one JSON object on stdout, or rich tables on stderr.
 
-    Exits 2 (after printing) when training would refuse the split (``expected_split``).
+    Exits 2 (after printing) when training would refuse to start: one ``error:`` line on stderr
+    per reason, the same lines as training prints (with --json as well).
     """
     from rgfl.engine.dry_run import dry_run
 
@@ -23,10 +25,9 @@ def print_dry_run(cfg, as_json: bool) -> None:
         sys.stdout.flush()
     else:
         _print_tables(result)
-    check = result.get("split_check")
-    if check and check["refused"]:
-        if not as_json:
-            console.print(f"[bold red]error:[/] training would refuse this split. Make it with: {check['command']}", highlight=False, soft_wrap=True)
+    if result.get("refused"):
+        for reason in result["refused"]:
+            console.print(Text.assemble(("error:", "bold red"), " ", reason), highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
 
@@ -50,8 +51,6 @@ def _print_tables(result: dict) -> None:
         value = derived[key]
         table.add_row(key.replace("_", " "), Text(f"{value:.6g}" if isinstance(value, float) else str(value)))
     console.print(table)
-    if derived["warmup_iters"] > derived["total_iters"]:
-        console.print(f"note: the warmup ({derived['warmup_iters']} iterations) is longer than the run ({derived['total_iters']})", highlight=False)
 
     data = result["data"]
     objects = data["objects"]

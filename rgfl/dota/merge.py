@@ -110,10 +110,13 @@ def load_split_manifest(path: str | Path) -> dict[str, PatchOrigin]:
     try:
         for image in document["images"]:
             for patch in image["patches"]:
-                origins[patch["name"]] = PatchOrigin(
-                    image["stem"], int(patch["x"]), int(patch["y"]), float(patch.get("rate", 1.0))
-                )
-    except (KeyError, TypeError, ValueError) as error:
+                origin = PatchOrigin(image["stem"], int(patch["x"]), int(patch["y"]), float(patch.get("rate", 1.0)))
+                if not isinstance(patch["name"], str) or not isinstance(origin.stem, str):
+                    raise TypeError(f"name and stem must be strings, got {patch['name']!r} of {origin.stem!r}")
+                if not origin.rate > 0:  # coordinates are divided by it
+                    raise ValueError(f"rate must be positive, got {origin.rate!r} for {patch['name']}")
+                origins[patch["name"]] = origin
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
         raise InputError(f"not an rgfl split manifest (missing or bad field {error})", path) from None
     return origins
 

@@ -51,6 +51,41 @@ def read_manifest(out: str | Path) -> dict:
         raise InputError("no split manifest: was this folder written by `rgfl split`?", path) from None
     except ValueError as error:
         raise InputError(f"manifest is not valid JSON ({error})", path) from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"not an rgfl split manifest: expected a JSON object, got {type(manifest).__name__}", path)
     if manifest.get("format") != MANIFEST_FORMAT:
         raise InputError(f"unknown manifest format {manifest.get('format')!r}", path)
+    problem = _structure_problem(manifest)
+    if problem is not None:
+        raise InputError(f"not a valid rgfl split manifest: {problem}", path)
     return manifest
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+
+
+def _structure_problem(manifest: dict) -> str | None:
+    """What is wrong with the fields readers rely on (None: nothing); a hand-edited or foreign
+    file must not reach them as a traceback."""
+    parameters = manifest.get("parameters", {})
+    if not isinstance(parameters, dict):
+        return f"'parameters' must be an object, got {parameters!r}"
+    checks = {
+        "size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
+        "step": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
+        "rates": (lambda v: isinstance(v, list) and bool(v) and all(_is_number(r) and r > 0 for r in v), "a list of positive numbers"),
+        "truncation": (lambda v: isinstance(v, str), "a string"),
+        "iof_thr": (lambda v: _is_number(v), "a number"),
+        "pad_value": (lambda v: v is None or (isinstance(v, list) and all(_is_number(c) for c in v)), "null or a list of numbers"),
+    }
+    for key, (valid, what) in checks.items():
+        if key in parameters and not valid(parameters[key]):
+            return f"parameters.{key} must be {what}, got {parameters[key]!r}"
+    source = manifest.get("source")
+    if source is not None and not isinstance(source, str):
+        return f"'source' must be a path, got {source!r}"
+    for key in ("images", "skipped"):
+        if not isinstance(manifest.get(key, []), list):
+            return f"'{key}' must be a list, got {manifest[key]!r}"
+    return None

@@ -3,7 +3,8 @@
 A config file has one mapping per section (``model``, ``data``, ``expected_split``, ``optimizer``,
 ``schedule``, ``train``, ``eval``) and plain ``key: value`` pairs inside each; the keys are exactly the fields of
 the dataclasses below, nothing else. A section left out keeps its defaults. Validation happens on
-load: an unknown key, a value of the wrong type or a choice that does not exist raises
+load: an unknown key, a value of the wrong type, a number out of its range (:data:`RANGES`) or a
+choice that does not exist raises
 :class:`~rgfl.errors.InputError` naming the file, the line, the key, the value and what is allowed
 (with a "did you mean" suggestion for misspellings).
 
@@ -255,7 +256,87 @@ def _build_section(section: str, values: dict, source: str | Path | None, lines:
             kwargs[key] = coerce(value, hints[key])
         except ValueError as error:
             raise InputError(f"{dotted}: {error}", source, lines.get(dotted)) from None
+        if kwargs[key] is not None and dotted in RANGES:
+            _check_range(dotted, kwargs[key], source, lines.get(dotted))
     return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Ranges: a value of the right type can still be one the code divides by or loops over
+# (batch_size 0, epochs -1); such a value stops at load time, naming the key and the range.
+# (low, high, low_open, high_open); None = unbounded. A list value is checked item by item.
+
+_INF = None
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "model.frozen_stages": (-1, 4, False, False),
+    "model.reg_max": (1, _INF, False, False),
+    "model.octave_base_scale": (0, _INF, True, False),
+    "model.feat_channels": (1, _INF, False, False),
+    "model.stacked_convs": (0, _INF, False, False),
+    "model.fpn_channels": (1, _INF, False, False),
+    "model.topk": (1, _INF, False, False),
+    "model.prior_offset": (0, 1, False, True),
+    "model.quality_weight_floor": (0, 1, False, False),
+    "model.nms_pre": (1, _INF, False, False),
+    "model.score_thr": (0, 1, False, False),
+    "model.nms_iou": (0, 1, False, False),
+    "model.max_per_img": (1, _INF, False, False),
+    "data.min_edge": (0, _INF, False, False),
+    "data.input_size": (1, _INF, False, False),
+    "data.scale_range": (0, _INF, True, False),
+    "data.hflip": (0, 1, False, False),
+    "data.vflip": (0, 1, False, False),
+    "data.dflip": (0, 1, False, False),
+    "data.rotate90": (0, 1, False, False),
+    "data.rotate": (0, 1, False, False),
+    "data.max_angle": (0, 180, False, False),
+    "data.batch_size": (1, _INF, False, False),
+    "data.workers": (0, _INF, False, False),
+    "data.prefetch_factor": (1, _INF, False, False),
+    "data.max_image_side": (1, _INF, False, False),
+    "expected_split.size": (1, _INF, False, False),
+    "expected_split.step": (1, _INF, False, False),
+    "expected_split.rates": (0, _INF, True, False),
+    "expected_split.iof_thr": (0, 1, True, False),
+    "expected_split.pad_value": (0, 255, False, False),
+    "optimizer.base_lr": (0, _INF, True, False),
+    "optimizer.base_batch_size": (1, _INF, False, False),
+    "optimizer.lr": (0, _INF, True, False),
+    "optimizer.momentum": (0, 1, False, True),
+    "optimizer.weight_decay": (0, _INF, False, False),
+    "optimizer.grad_clip": (0, _INF, True, False),
+    "schedule.epochs": (1, _INF, False, False),
+    # No upper bound: a milestone past schedule.epochs is never reached, which is what a shortened
+    # run of a 1x config (--epochs 2 with milestones [8, 11]) means.
+    "schedule.milestones": (1, _INF, False, False),
+    "schedule.gamma": (0, _INF, True, False),
+    "schedule.warmup_iters": (0, _INF, False, False),
+    "schedule.warmup_ratio": (0, 1, False, False),
+    "schedule.max_iters": (1, _INF, False, False),
+    "train.seed": (0, _INF, False, False),
+    "train.log_interval": (1, _INF, False, False),
+    "train.checkpoint_interval": (1, _INF, False, False),
+    "train.keep_checkpoints": (0, _INF, False, False),
+    "train.max_skipped": (1, _INF, False, False),
+    "eval.interval": (0, _INF, False, False),
+    "eval.batch_size": (1, _INF, False, False),
+}
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def _check_range(dotted: str, value: Any, source: str | Path | None, line: int | None) -> None:
+    low, high, low_open, high_open = RANGES[dotted]
+    for item in value if isinstance(value, list) else [value]:
+        below = low is not None and (item <= low if low_open else item < low)
+        above = high is not None and (item >= high if high_open else item > high)
+        if below or above or item != item:  # item != item: NaN
+            what = "every item " if isinstance(value, list) else ""
+            raise InputError(f"{dotted}: {what}must be {_range_text(low, high, low_open, high_open)}, got {value!r}", source, line)
 
 
 def _unknown_key_message(key: str, value: Any, allowed: list[str], what: str) -> str:

@@ -5,6 +5,11 @@ batch, learning rate, iterations, warmup, milestones in iterations) and a summar
 data as the training set would load it (patches, patches used, objects trained as positives,
 ignored, dropped by reason). The data summary builds the real training dataset, which reads the
 label files but decodes no image; no model is built, so nothing is downloaded and no GPU is needed.
+
+The checks training makes before its first step run as well, with the same messages: an invalid
+``train.device`` raises; what training would refuse (unsplit full-size images, a split other than
+``expected_split``, validation without data) is listed under ``"refused"`` (the key is there only
+when something is refused), and the preflight's warnings are logged.
 """
 
 from __future__ import annotations
@@ -45,11 +50,14 @@ def derived_values(cfg: Config, num_patches: int, world_size: int) -> dict[str, 
     }
 
 
-def data_summary(cfg: Config) -> dict[str, Any]:
-    """Patches and objects of the training set as ``rgfl train`` would load it (raises InputError)."""
+def data_summary(cfg: Config, dataset: Any = None) -> dict[str, Any]:
+    """Patches and objects of the training set as ``rgfl train`` would load it (raises InputError).
+
+    ``dataset``: the training dataset already built from ``cfg`` (built here when None)."""
     from rgfl.engine.build import build_train_dataset, class_names
 
-    dataset = build_train_dataset(cfg.data, class_names(cfg.data))
+    if dataset is None:
+        dataset = build_train_dataset(cfg.data, class_names(cfg.data))
     counts = dataset.object_counts
     return {
         "root": str(cfg.data.root),
@@ -66,20 +74,42 @@ def data_summary(cfg: Config) -> dict[str, Any]:
 
 
 def dry_run(cfg: Config, world_size: int | None = None) -> dict[str, Any]:
-    """``{"config", "derived", "data", "split_check"}`` for ``cfg`` (see the module docstring).
+    """``{"config", "derived", "data", "split_check", "refused"}`` for ``cfg`` (see the module docstring).
 
     ``world_size`` defaults to ``$WORLD_SIZE`` (set by torchrun), else 1.
+
+    Raises:
+        RgflError: ``train.device`` is invalid or not available, or the data cannot be loaded
+            (as training would, before anything else).
     """
-    from rgfl.engine.split_check import compare_split
+    from rgfl.engine.build import build_train_dataset, class_names
+    from rgfl.engine.distributed import resolve_device
+    from rgfl.engine.preflight import check_training_setup
+    from rgfl.engine.split_check import check_expected_split, compare_split
+    from rgfl.engine.validation import check_validation_available
+    from rgfl.errors import InputError
 
     if world_size is None:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    data = data_summary(cfg)
+    resolve_device(cfg.train.device, int(os.environ.get("LOCAL_RANK", "0")))
+    refused: list[str] = []
+    # In training's order: the split check (rgfl.engine.train.train), then the set-up's checks.
+    for check in (check_expected_split, check_validation_available):
+        try:
+            check(cfg)
+        except InputError as error:
+            refused.append(str(error))
+    dataset = build_train_dataset(cfg.data, class_names(cfg.data))
+    data = data_summary(cfg, dataset)
     result: dict[str, Any] = {
         "config": config_to_dict(cfg),
         "derived": derived_values(cfg, data["patches_used"], world_size),
         "data": data,
     }
+    try:
+        check_training_setup(cfg, dataset, result["derived"]["total_iters"])
+    except InputError as error:
+        refused.append(str(error))
     expected = cfg.expected_split
     if expected.check != "ignore" and any(
         getattr(expected, key) is not None for key in ("size", "step", "rates", "truncation", "iof_thr", "pad_value")
@@ -92,4 +122,6 @@ def dry_run(cfg: Config, world_size: int | None = None) -> dict[str, Any]:
             "command": check.command,
             "refused": bool(check.rule_mismatches) and expected.check == "error",
         }
+    if refused:
+        result["refused"] = refused
     return result

@@ -60,6 +60,7 @@ from rgfl.engine.compile import disable_compile, enable_compile
 from rgfl.engine.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from rgfl.engine.metrics import JsonLinesLog, TensorBoardLog, format_eta
 from rgfl.engine.preflight import check_training_setup
+from rgfl.engine.split_check import check_expected_split
 from rgfl.engine.run_dir import check_work_dir, clear_run, remove_stale_run_temp_files, trim_log
 from rgfl.engine.sampler import EpochBatchSampler, SeededSamples, worker_init
 from rgfl.engine.schedule import LRSchedule, scaled_lr
@@ -734,9 +735,13 @@ def train(
         overwrite: start over in a ``work_dir`` that holds a run, removing its checkpoints and log.
 
     Raises:
-        InputError: ``work_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+        InputError: ``work_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set; or
+            the training data is a split other than ``cfg.expected_split`` in a rule that changes
+            the positives (:func:`rgfl.engine.split_check.check_expected_split`).
         CheckpointError: the checkpoint to resume from is missing, corrupt or of another model.
     """
+    # A split that would train other objects than the config's reference stops here, before anything is written.
+    check_expected_split(cfg)
     resuming = resume is not None and resume is not False
     check_work_dir(work_dir, resume=resuming, overwrite=overwrite)
     # Check the checkpoint before the (slow) set-up, so a wrong file fails in a second.

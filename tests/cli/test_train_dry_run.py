@@ -92,3 +92,89 @@ def test_smoke_benchmark_runs_on_cpu(dota_sample, tmp_path):
     assert "all losses finite: True" in done.stdout
     rows = [line.split() for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [row[0] for row in rows] == ["1", "2"]
+
+
+def _write_manifest(split, parameters) -> None:
+    manifest = {"format": "rgfl-split/1", "parameters": parameters, "source": "DOTA/train", "skipped": [], "images": []}
+    (split / "split_manifest.json").write_text(json.dumps(manifest))
+
+
+def _error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def test_dry_run_refuses_unsplit_full_size_images_as_training_does(tmp_path):
+    from rgfl.dota.synth import generate_synthetic_dataset
+
+    big = tmp_path / "big"
+    generate_synthetic_dataset(big, num_images=1, image_size=2100, seed=0, num_objects=3)
+    trained = runner.invoke(app, ["train", str(TINY_CONFIG), "--data", str(big), "--work-dir", str(tmp_path / "run")])
+    assert trained.exit_code == 2 and not (tmp_path / "run").exists()
+    (message,) = _error_lines(trained.stderr)
+    assert "looks like unsplit full-size images" in message
+    readable = runner.invoke(app, ["train", str(TINY_CONFIG), "--data", str(big), "--dry-run"])
+    assert readable.exit_code == 2 and _error_lines(readable.stderr) == [message]
+    as_json = runner.invoke(app, ["train", str(TINY_CONFIG), "--data", str(big), "--dry-run", "--json"])
+    assert as_json.exit_code == 2 and _error_lines(as_json.stderr) == [message]
+    summary = json.loads(as_json.stdout)
+    assert summary["refused"] == [message.removeprefix("error: ")] and summary["data"]["patches"] == 1
+    # Switched off as the message says: the dry-run passes.
+    result = runner.invoke(app, ["train", str(TINY_CONFIG), "--data", str(big), "--dry-run", "--json", "--set", "data.max_image_side=null"])
+    assert result.exit_code == 0, result.output
+    assert "refused" not in json.loads(result.stdout)
+
+
+def test_refused_split_with_json_also_prints_the_error_line_once(tmp_path):
+    split = make_split(tmp_path / "split", images=2)
+    _write_manifest(split, {"size": 1024, "step": 824, "rates": [1.0], "truncation": "keep", "iof_thr": 0.7, "pad_value": [0, 0, 0]})
+    trained = runner.invoke(app, ["train", str(VANILLA), "--data", str(split), "--work-dir", str(tmp_path / "run")])
+    assert trained.exit_code == 2 and not (tmp_path / "run").exists()
+    (message,) = _error_lines(trained.stderr)  # once, though both the CLI and train() used to be candidates
+    assert "truncation: the split has keep" in message
+    result = runner.invoke(app, ["train", str(VANILLA), "--data", str(split), "--dry-run", "--json"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["split_check"]["refused"] is True
+    assert _error_lines(result.stderr) == [message]
+
+
+def test_dry_run_shows_the_preflight_warnings_and_checks_the_device(tmp_path):
+    split = make_split(tmp_path / "split", images=2, size=128)
+    result = runner.invoke(app, ["train", str(TINY_CONFIG), "--data", str(split), "--dry-run", "--set", "data.input_size=64", "--set", "schedule.warmup_iters=1000"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stderr.split())
+    assert "data.input_size = 64 is smaller than the patches (128 px" in text
+    assert "schedule.warmup_iters = 1000 is longer than the whole run" in text
+    result = runner.invoke(app, ["train", str(TINY_CONFIG), "--data", str(split), "--dry-run", "--json", "--set", "train.device=tpu"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert _error_lines(result.stderr) == ["error: train.device is 'tpu': expected auto, cpu, cuda or cuda:N (--device or --set train.device=...)"]
+
+
+@pytest.mark.parametrize("setting", ["data.batch_size=0", "optimizer.base_batch_size=0", "schedule.epochs=-1"])
+def test_out_of_range_settings_stop_the_dry_run_with_one_line(tmp_path, setting):
+    split = make_split(tmp_path / "split", images=2)
+    result = runner.invoke(app, ["train", str(TINY_CONFIG), "--data", str(split), "--dry-run", "--set", setting])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert len(_error_lines(result.stderr)) == 1 and setting.split("=")[0] + ": must be >= " in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[]", "not an rgfl split manifest: expected a JSON object, got list"),
+        ('{"format": "rgfl-split/1", "parameters": 5}', "'parameters' must be an object, got 5"),
+        ('{"format": "rgfl-split/1", "parameters": {"iof_thr": "x", "truncation": "keep"}}', "parameters.iof_thr must be a number, got 'x'"),
+        ('{"format": "rgfl-split/1", "parameters": {"rates": 5, "truncation": "keep"}}', "parameters.rates must be a list of positive numbers, got 5"),
+        ('{"format": "rgfl-split/1", "parameters": {"truncation": "keep"}, "source": 3}', "'source' must be a path, got 3"),
+    ],
+)
+def test_malformed_manifest_stops_training_and_dry_run_with_one_line(tmp_path, text, expected):
+    split = make_split(tmp_path / "split", images=2)
+    (split / "split_manifest.json").write_text(text)
+    manifest = split / "split_manifest.json"
+    for extra in (["--work-dir", str(tmp_path / "run")], ["--dry-run"], ["--dry-run", "--json"]):
+        result = runner.invoke(app, ["train", str(VANILLA), "--data", str(split), *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+        lines = _error_lines(result.stderr)
+        assert len(lines) == 1 and lines[0].startswith(f"error: {manifest}: ") and expected in lines[0], (extra, result.stderr)
+    assert not (tmp_path / "run").exists()

@@ -224,3 +224,21 @@ def test_index_holds_ranges_not_detections(tmp_path):
     assert source.num_runs == 2 and source.num_patches == 60
     labels, scores, polygons = source.load("B")
     assert len(scores) == 3000 and polygons[:, 1::2].max() == 512 * 29 + 10
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"images": [{"stem": "P0001", "patches": [{"name": "p", "x": 1e400, "y": 0}]}]}',  # inf: OverflowError
+        '{"images": [{"stem": "P0001", "patches": [{"name": "p", "x": 0, "y": 0, "rate": 0}]}]}',  # later divided by
+        '{"images": [{"stem": 5, "patches": [{"name": "p", "x": 0, "y": 0}]}]}',
+        '{"images": [{"stem": "P0001", "patches": [{"name": ["p"], "x": 0, "y": 0}]}]}',
+        "[]",
+    ],
+)
+def test_malformed_manifest_is_one_input_error_naming_the_file(tmp_path, text):
+    path = tmp_path / "split_manifest.json"
+    path.write_text(text)
+    with pytest.raises(InputError, match="not an rgfl split manifest") as info:
+        load_split_manifest(tmp_path)
+    assert str(info.value).startswith(f"{path}: ")

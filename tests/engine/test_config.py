@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,54 @@ def test_a_bare_off_is_the_choice_off_not_a_boolean(tmp_path):
     written = tmp_path / "amp_off.yaml"
     written.write_text(text.replace("train:\n", "train:\n  amp: off\n", 1) if "train:\n" in text else text + "train:\n  amp: off\n")
     assert load_config(written).train.amp == "off"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("data.batch_size=0", r"data.batch_size: must be >= 1, got 0"),
+        ("optimizer.base_batch_size=0", r"optimizer.base_batch_size: must be >= 1, got 0"),
+        ("schedule.epochs=-1", r"schedule.epochs: must be >= 1, got -1"),
+        ("schedule.milestones=[0, 8]", r"schedule.milestones: every item must be >= 1, got \[0, 8\]"),
+        ("data.workers=-1", r"data.workers: must be >= 0, got -1"),
+        ("optimizer.lr=0", r"optimizer.lr: must be > 0, got 0.0"),
+        ("optimizer.base_lr=nan", r"optimizer.base_lr: must be > 0, got nan"),
+        ("schedule.warmup_iters=-5", r"schedule.warmup_iters: must be >= 0, got -5"),
+        ("train.keep_checkpoints=-1", r"train.keep_checkpoints: must be >= 0, got -1"),
+        ("data.hflip=1.5", r"data.hflip: must be in \[0, 1\], got 1.5"),
+        ("data.input_size=0", r"data.input_size: must be >= 1, got 0"),
+        ("optimizer.momentum=1", r"optimizer.momentum: must be in \[0, 1\), got 1.0"),
+        ("expected_split.iof_thr=0", r"expected_split.iof_thr: must be in \(0, 1\], got 0.0"),
+        ("eval.batch_size=0", r"eval.batch_size: must be >= 1, got 0"),
+    ],
+)
+def test_out_of_range_overrides_name_key_and_range(tmp_path, override, expected):
+    with pytest.raises(InputError, match=expected) as info:
+        load_config(write(tmp_path, ""), [override])
+    assert "\n" not in str(info.value)
+
+
+def test_out_of_range_value_in_a_file_names_file_and_line(tmp_path):
+    path = write(tmp_path, "data:\n  hflip: 0.5\n  batch_size: 0\n")
+    with pytest.raises(InputError, match=r"data.batch_size: must be >= 1, got 0") as info:
+        load_config(path)
+    assert f"{path}:3" in str(info.value)
+
+
+def test_range_bounds_and_null_are_accepted(tmp_path):
+    cfg = load_config(
+        write(tmp_path, ""),
+        ["data.batch_size=1", "data.workers=0", "schedule.warmup_iters=0", "train.keep_checkpoints=0", "data.hflip=1",
+         "data.input_size=null", "optimizer.lr=null", "schedule.milestones=[]", "schedule.epochs=1", "model.frozen_stages=-1"],
+    )  # fmt: skip
+    assert (cfg.data.batch_size, cfg.schedule.epochs, cfg.schedule.milestones) == (1, 1, [])
+    # A milestone past the last epoch is never reached: a shortened run of a 1x config keeps its milestones.
+    assert load_config(write(tmp_path, ""), ["schedule.epochs=2"]).schedule.milestones == [8, 11]
+
+
+def test_every_range_names_a_numeric_config_key():
+    from rgfl.engine.config import RANGES, SECTIONS
+
+    for dotted in RANGES:
+        section, key = dotted.split(".")
+        assert key in {f.name for f in dataclasses.fields(SECTIONS[section])}, dotted

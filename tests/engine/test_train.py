@@ -424,3 +424,16 @@ def test_keep_checkpoints_zero_keeps_every_epoch(tiny_split, tmp_path):
     assert train(cfg, tmp_path).status == "completed"
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt")) == [f"epoch_{e:04d}.pt" for e in (1, 2, 3, 4)]
     # (the default, 3, is checked by the CLI test of resume)
+
+
+def test_library_train_refuses_a_split_other_than_expected_split(tmp_path):
+    # The check used to live only in `rgfl train`: train() itself trained on the wrong split.
+    from tests.engine.helpers import make_split
+
+    split = make_split(tmp_path / "split", images=2)
+    manifest = {"format": "rgfl-split/1", "parameters": {"truncation": "keep", "iof_thr": 0.7}, "source": "DOTA/train", "skipped": [], "images": []}
+    (split / "split_manifest.json").write_text(json.dumps(manifest))
+    cfg = tiny_config(split, **{"expected_split.truncation": "clip-int", "schedule.max_iters": 1})
+    with pytest.raises(InputError, match=r"truncation: the split has keep .* the config expects clip-int"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
