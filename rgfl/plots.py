@@ -114,6 +114,10 @@ def _log_path(run: str | Path) -> Path:
     return path
 
 
+# Fields of a record that must be finite numbers where present: the x position of its points.
+_NUMERIC_FIELDS = ("iteration", "epoch", "iter_in_epoch", "iters_per_epoch")
+
+
 def _read_records(path: Path) -> list[dict]:
     records = []
     with open(path, encoding="utf-8") as handle:
@@ -126,8 +130,13 @@ def _read_records(path: Path) -> list[dict]:
                 # The last line of a log being written (or of a killed run) may be incomplete.
                 logger.warning("%s:%d: not a JSON record, skipped", path, number)
                 continue
-            if isinstance(record, dict):
-                records.append(record)
+            if not isinstance(record, dict):
+                continue
+            bad = [name for name in _NUMERIC_FIELDS if name in record and not _finite(record[name])]
+            if bad:
+                logger.warning("%s:%d: %s not a finite number, record skipped", path, number, ", ".join(bad))
+                continue
+            records.append(record)
     return records
 
 

@@ -101,6 +101,21 @@ def test_plot_bad_input(tmp_path):
     assert_clean_error(invoke("plot", tmp_path / "ok", "--out", tmp_path / "x.jpg"), ".png")
 
 
+def test_plot_skips_records_with_non_numeric_fields_naming_file_and_line(tmp_path):
+    log = tmp_path / "run" / "log.jsonl"
+    write_log(log, [train_record(1, 1, 2, 1.0, 0.1), train_record(2, 2, 2, 0.8, 0.1)])
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"event": "train", "iteration": 3, "epoch": "x", "loss": 1.0}) + "\n")
+        handle.write(json.dumps({"event": "train", "iteration": 4, "epoch": 2, "iter_in_epoch": None, "iters_per_epoch": 2, "loss": 1.0}) + "\n")
+    result = invoke("plot", tmp_path / "run", "--out", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert f"{log}:3: epoch not a finite number, record skipped" in result.output
+    assert f"{log}:4: iter_in_epoch not a finite number, record skipped" in result.output
+    assert (tmp_path / "c.png").is_file()
+    assert json.loads((tmp_path / "c.json").read_text())["runs"]["run"]["loss"] == {"x": [0.5, 2.0], "y": [3.0, pytest.approx(2.4)]}
+
+
 def test_training_without_matplotlib_goes_on_with_one_warning(tmp_path, monkeypatch, caplog):
     import rgfl.plots as plots
 
