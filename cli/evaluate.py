@@ -100,7 +100,7 @@ def eval_command(
         typer.Option("--images", help="Evaluate only the images listed in this file, one name per line (the official image-set file).", show_default=False),
     ] = None,
     json_path: Annotated[
-        Optional[Path], typer.Option("--json", help="Also write the results as JSON to this file.", show_default=False)
+        Optional[Path], typer.Option("--json", help="Also write the results as JSON to this file, and the precision-recall curves beside it as <name>_pr_curves.png (+ .json).", show_default=False)
     ] = None,
     mean_over: Annotated[
         MeanOver,
@@ -173,4 +173,6 @@ def eval_command(
         console.print(f"wrote {json_path}", highlight=False)
         from rgfl.cli.plot import report_pr_curves
 
-        report_pr_curves(result, json_path.parent / "pr_curves.png")
+        from rgfl.plots import pr_curves_path_for
+
+        report_pr_curves(result, pr_curves_path_for(json_path))

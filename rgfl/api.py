@@ -158,19 +158,10 @@ class Detector:
 
 
 def resolve_device(text: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; refuses CUDA when there is none."""
-    import torch
+    """``auto`` -> ``cuda`` when available else ``cpu``; refuses a CUDA device that is not here (InputError)."""
+    from rgfl.engine.devices import resolve_device as resolve
 
-    text = text.strip().lower()
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if text == "cpu":
-        return "cpu"
-    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise RgflError(f"device {text}: no CUDA device is available here (use cpu)")
-        return text
-    raise RgflError(f"device {text!r}: expected auto, cpu, cuda or cuda:N")
+    return resolve(text, "device")
 
 
 def _resolve_checkpoint(path: Path) -> Path:

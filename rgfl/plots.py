@@ -48,6 +48,7 @@ __all__ = [
     "plot_pr_curves",
     "write_run_curves",
     "write_eval_pr_curves",
+    "pr_curves_path_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,10 @@ def _log_path(run: str | Path) -> Path:
     return path
 
 
+# Fields of a record that must be finite numbers where present: the x position of its points.
+_NUMERIC_FIELDS = ("iteration", "epoch", "iter_in_epoch", "iters_per_epoch")
+
+
 def _read_records(path: Path) -> list[dict]:
     records = []
     with open(path, encoding="utf-8") as handle:
@@ -126,8 +131,13 @@ def _read_records(path: Path) -> list[dict]:
                 # The last line of a log being written (or of a killed run) may be incomplete.
                 logger.warning("%s:%d: not a JSON record, skipped", path, number)
                 continue
-            if isinstance(record, dict):
-                records.append(record)
+            if not isinstance(record, dict):
+                continue
+            bad = [name for name in _NUMERIC_FIELDS if name in record and not _finite(record[name])]
+            if bad:
+                logger.warning("%s:%d: %s not a finite number, record skipped", path, number, ", ".join(bad))
+                continue
+            records.append(record)
     return records
 
 
@@ -272,6 +282,14 @@ def write_run_curves(work_dir: str | Path) -> Path | None:
 _warned_missing = False
 
 
+def pr_curves_path_for(metrics_json: str | Path) -> Path:
+    """``DIR/<stem>_pr_curves.png`` beside an eval's metric JSON ``DIR/<stem>.json``: named after it,
+    so that two evaluations into one folder keep their own curves and the curve data
+    (``<stem>_pr_curves.json``) never lands on the metric JSON itself."""
+    path = Path(metrics_json)
+    return path.with_name(f"{path.stem}_{PR_CURVES_PNG}")
+
+
 def write_eval_pr_curves(result: Any, out: str | Path) -> Path | None:
     """``pr_curves.png`` of an evaluation, for ``rgfl eval``: without matplotlib, a warning, no picture."""
     if not matplotlib_available():
@@ -290,7 +308,10 @@ def _thin(recall: np.ndarray, precision: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def pr_curve_series(result: Any) -> dict[str, dict[str, Any]]:
-    """``{class: {"AP50", "num_gt", "num_dets", "recall", "precision"}}`` at IoU 0.5, as drawn.
+    """``{class: {"AP50", "has_gt", "in_mean", "num_gt", "num_dets", "recall", "precision"}}`` at IoU 0.5, as drawn.
+
+    ``in_mean`` is False for a class the evaluation's mean leaves out (no ground truth with
+    ``mean_over="present"``); the eval table and the legend show "-" for its AP.
 
     Needs an :class:`~rgfl.evaluation.EvalResult` from :func:`~rgfl.evaluation.evaluate_detections`
     (its ``extra["pr50"]`` holds each class's recall and precision after each detection, in score
@@ -300,12 +321,17 @@ def pr_curve_series(result: Any) -> dict[str, dict[str, Any]]:
     if curves is None:
         raise RgflError("this evaluation result has no precision-recall data (evaluate_detections keeps it at IoU 0.5)")
     series = {}
+    averaged = set(result.averaged_classes)
     for name in result.class_names:
         recall, precision = curves.get(name, (np.zeros(0), np.zeros(0)))
         recall, precision = _thin(np.asarray(recall, dtype=np.float64), np.asarray(precision, dtype=np.float64))
         stats = result.per_class[name]
         series[name] = {
-            "AP50": float(min(max(stats.ap[0.5], 0.0), 1.0)),
+            "AP50": float(min(max(stats.ap[0.5], 0.0), 1.0)),  # as in --json; see in_mean
+            "has_gt": bool(stats.num_gt > 0),
+            # False for a class the mean leaves out (no ground truth with mean_over="present"):
+            # the eval table and the legend show "-" for it, not a 0.0 that reads as a failure.
+            "in_mean": name in averaged,
             "num_gt": int(stats.num_gt),
             "num_dets": int(stats.num_dets),
             "recall": recall.tolist(),
@@ -317,7 +343,9 @@ def pr_curve_series(result: Any) -> dict[str, dict[str, Any]]:
 def plot_pr_curves(result: Any, out: str | Path, title: str | None = None) -> PlotSize:
     """Precision-recall per class at IoU 0.5 into ``out`` (PNG, ``PR_SIZE``) and ``out.json``.
 
-    The legend gives each class's AP50 (the ``ap_method`` of the evaluation) and the mean.
+    The legend gives each class's AP50 (the ``ap_method`` of the evaluation) and the mean; a class
+    without ground truth is marked "(no GT)", and its AP is "-" when the mean leaves it out, as in
+    the eval table. A curve of one detection is drawn as a marker.
     """
     from rgfl.visualize import class_color
 
@@ -328,7 +356,11 @@ def plot_pr_curves(result: Any, out: str | Path, title: str | None = None) -> Pl
     ax = figure.add_axes((0.07, 0.09, 0.58, 0.83))
     for index, (name, curve) in enumerate(series.items()):
         color = tuple(c / 255 for c in class_color(index))
-        ax.plot(curve["recall"], curve["precision"], color=color, linewidth=1.3, label=f"{name} {100 * curve['AP50']:.1f}")
+        ap = f"{100 * curve['AP50']:.1f}" if curve["in_mean"] else "-"
+        label = f"{name} {ap}" + ("" if curve["has_gt"] else " (no GT)")
+        # One detection is one point, which a line alone does not show.
+        marker = "o" if len(curve["recall"]) == 1 else None
+        ax.plot(curve["recall"], curve["precision"], color=color, linewidth=1.3, marker=marker, markersize=5, clip_on=marker is None, label=label)
     # The evaluation's own mean (over the classes its mean_over setting averages), not a recount.
     mean = float(min(max(result.AP50, 0.0), 1.0))
     ax.plot([], [], " ", label=f"mean AP50 {100 * mean:.1f} ({len(result.averaged_classes)} classes)")
@@ -339,5 +371,6 @@ def plot_pr_curves(result: Any, out: str | Path, title: str | None = None) -> Pl
     ax.grid(True, alpha=0.3)
     ax.set_title(title or f"precision-recall at IoU 0.5 ({result.ap_method} AP, {result.num_images} images)", fontsize=11)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="class AP50 (%)", title_fontsize=8)
-    _save(figure, out, {"iou": 0.5, "ap_method": result.ap_method, "mean_AP50": mean, "classes": series})
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    _save(figure, out, {"iou": 0.5, "ap_method": result.ap_method, "mean_AP50": mean, "legend": legend, "classes": series})
     return size

@@ -138,3 +138,29 @@ def test_predict_command_is_the_api(checkpoint, dota_sample, tmp_path):
         assert len(written) == len(mine)
         np.testing.assert_allclose(written.scores, mine.scores, rtol=1e-6)
         np.testing.assert_allclose(written.polygons, mine.polygons, atol=1e-3)
+
+
+def test_one_device_rule_for_the_api_the_cli_and_training(checkpoint, dota_sample, monkeypatch):
+    from rgfl.api import Detector
+    from rgfl.engine.distributed import resolve_device as train_device
+
+    # A machine with one GPU (torch's answer is what is replaced, rgfl's check is what runs).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(InputError, match=r"device is 'cuda:7' but there are only 1 CUDA device\(s\)"):
+        Detector.from_checkpoint(checkpoint, device="cuda:7")
+    with pytest.raises(InputError, match=r"train.device is 'cuda:7' but there are only 1"):
+        train_device("cuda:7")
+    with pytest.raises(InputError, match=r"train.device is 'cuda' but there are only 1"):
+        train_device("cuda", local_rank=3)  # a rank without its GPU
+    assert train_device("auto") == torch.device("cuda", 0)
+    image = sorted((dota_sample / "images").glob("*.png"))[0]
+    result = invoke("predict", checkpoint, image, "--out", checkpoint.parent / "o", "--device", "cuda:7")
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)
+    assert "--device is 'cuda:7' but there are only 1 CUDA device(s)" in " ".join(result.output.split())
+    # No GPU: the same error type, for the API too (it was a bare RgflError).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match="no CUDA device is available"):
+        Detector.from_checkpoint(checkpoint, device="cuda")
+    with pytest.raises(InputError, match="expected auto, cpu, cuda or cuda:N"):
+        Detector.from_checkpoint(checkpoint, device="tpu")

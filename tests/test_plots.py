@@ -101,6 +101,21 @@ def test_plot_bad_input(tmp_path):
     assert_clean_error(invoke("plot", tmp_path / "ok", "--out", tmp_path / "x.jpg"), ".png")
 
 
+def test_plot_skips_records_with_non_numeric_fields_naming_file_and_line(tmp_path):
+    log = tmp_path / "run" / "log.jsonl"
+    write_log(log, [train_record(1, 1, 2, 1.0, 0.1), train_record(2, 2, 2, 0.8, 0.1)])
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"event": "train", "iteration": 3, "epoch": "x", "loss": 1.0}) + "\n")
+        handle.write(json.dumps({"event": "train", "iteration": 4, "epoch": 2, "iter_in_epoch": None, "iters_per_epoch": 2, "loss": 1.0}) + "\n")
+    result = invoke("plot", tmp_path / "run", "--out", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert f"{log}:3: epoch not a finite number, record skipped" in result.output
+    assert f"{log}:4: iter_in_epoch not a finite number, record skipped" in result.output
+    assert (tmp_path / "c.png").is_file()
+    assert json.loads((tmp_path / "c.json").read_text())["runs"]["run"]["loss"] == {"x": [0.5, 2.0], "y": [3.0, pytest.approx(2.4)]}
+
+
 def test_training_without_matplotlib_goes_on_with_one_warning(tmp_path, monkeypatch, caplog):
     import rgfl.plots as plots
 
@@ -146,9 +161,9 @@ def test_eval_writes_pr_curves_equal_to_a_hand_computed_precision_recall(dota_sa
     truth = _detections_with_known_outcome(dota_sample, tmp_path / "dets")
     result = invoke("eval", "--dets", tmp_path / "dets", "--gt", dota_sample / "labelTxt", "--json", tmp_path / "out" / "metrics.json")
     assert result.exit_code == 0, result.output
-    assert png_size(tmp_path / "out" / "pr_curves.png") == (900, 600)
+    assert png_size(tmp_path / "out" / "metrics_pr_curves.png") == (900, 600)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    data = json.loads((tmp_path / "out" / "pr_curves.json").read_text())
+    data = json.loads((tmp_path / "out" / "metrics_pr_curves.json").read_text())
     assert list(data["classes"]) == list(DOTA_V1_0)
     assert data["mean_AP50"] == pytest.approx(metrics["AP50"], abs=1e-12)
     gt = {}
@@ -210,3 +225,59 @@ def test_training_redraws_curves_after_every_epoch_with_validation(tmp_path):
     train_records = [r for r in records if r["event"] == "train"]
     assert series["lr"]["y"] == [r["lr"] for r in train_records]
     assert series["loss_qfl"]["y"] == [r["loss_qfl"] for r in train_records]
+
+
+def _one_plane_eval(tmp_path: Path) -> tuple[Path, Path]:
+    """GT: one plane in image a. Detections: that plane exactly (a one-point curve) and a ship where
+    there is none (a class without ground truth); classes plane, ship, car."""
+    gt, dets = tmp_path / "gt", tmp_path / "dets"
+    gt.mkdir()
+    dets.mkdir()
+    (gt / "a.txt").write_text("10 10 50 10 50 50 10 50 plane 0\n")
+    (dets / "Task1_plane.txt").write_text("a 0.9 10 10 50 10 50 50 10 50\n")
+    (dets / "Task1_ship.txt").write_text("a 0.8 200 200 240 200 240 240 200 240\n")
+    (dets / "Task1_car.txt").write_text("")
+    return gt, dets
+
+
+def test_pr_curves_agree_with_the_table_on_classes_without_ground_truth(tmp_path):
+    from PIL import Image
+
+    from rgfl.plots import PR_SIZE
+    from rgfl.visualize import class_color
+
+    gt, dets = _one_plane_eval(tmp_path)
+    result = invoke("eval", "--dets", dets, "--gt", gt, "--classes", "plane,ship,car", "--json", tmp_path / "out" / "m.json")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "out" / "m_pr_curves.json").read_text())
+    assert data["legend"] == ["plane 100.0", "ship - (no GT)", "car - (no GT)", "mean AP50 100.0 (1 classes)"]
+    assert {name: (c["has_gt"], c["in_mean"]) for name, c in data["classes"].items()} == {
+        "plane": (True, True), "ship": (False, False), "car": (False, False)
+    }
+    assert data["classes"]["plane"]["recall"] == [1.0] and data["classes"]["plane"]["precision"] == [1.0]
+    # The one-point curve of plane is drawn (a marker at recall 1, precision 1, the axes' top right
+    # corner): pixels of plane's colour inside the axes, left of the legend.
+    pixels = np.asarray(Image.open(tmp_path / "out" / "m_pr_curves.png").convert("RGB")).astype(int)
+    assert pixels.shape[:2] == (PR_SIZE[1], PR_SIZE[0])
+    corner_x, corner_y = round(0.65 * PR_SIZE[0]), round((1 - 0.09 - 0.83 / 1.02) * PR_SIZE[1])
+    window = pixels[corner_y - 6 : corner_y + 7, corner_x - 6 : corner_x + 1]
+    assert (np.abs(window - np.array(class_color(0))).sum(axis=2) < 30).sum() >= 4
+    # mean_over all: the classes without ground truth count as 0 in the mean, and the legend says so.
+    result = invoke("eval", "--dets", dets, "--gt", gt, "--classes", "plane,ship,car", "--mean-over", "all", "--json", tmp_path / "all.json")
+    assert result.exit_code == 0, result.output
+    legend = json.loads((tmp_path / "all_pr_curves.json").read_text())["legend"]
+    assert legend == ["plane 100.0", "ship 0.0 (no GT)", "car 0.0 (no GT)", "mean AP50 33.3 (3 classes)"]
+
+
+def test_eval_curves_are_named_after_the_metric_json(tmp_path):
+    gt, dets = _one_plane_eval(tmp_path)
+    out = tmp_path / "out"
+    for name in ("first.json", "pr_curves.json"):
+        result = invoke("eval", "--dets", dets, "--gt", gt, "--classes", "plane,ship,car", "--json", out / name)
+        assert result.exit_code == 0, result.output
+    # Two evaluations in one folder keep their own curves, and the metric JSON named like the
+    # curve data is not overwritten by it.
+    assert sorted(p.name for p in out.iterdir()) == [
+        "first.json", "first_pr_curves.json", "first_pr_curves.png", "pr_curves.json", "pr_curves_pr_curves.json", "pr_curves_pr_curves.png"
+    ]
+    assert json.loads((out / "pr_curves.json").read_text())["AP50"] == 1.0

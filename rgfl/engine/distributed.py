@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,21 +48,9 @@ class DistInfo:
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> the local CUDA device when available, else CPU; ``cuda`` -> ``cuda:<local_rank>``."""
-    from rgfl.errors import RgflError
+    from rgfl.engine.devices import resolve_device as resolve
 
-    given = spec
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec != "cpu" and not re.fullmatch(r"cuda(:\d+)?", spec):
-        raise RgflError(f"train.device is {given!r}: expected auto, cpu, cuda or cuda:N (--device or --set train.device=...)")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise RgflError(f"train.device is {given!r} but no CUDA device is available; use --device cpu")
-    if spec == "cuda":
-        return torch.device("cuda", local_rank)
-    device = torch.device(spec)
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise RgflError(f"train.device is {given!r} but there are only {torch.cuda.device_count()} CUDA device(s)")
-    return device
+    return torch.device(resolve(spec, "train.device", cuda_index=local_rank))
 
 
 def init_distributed(device_spec: str = "auto", timeout_minutes: float = 30.0) -> DistInfo:

@@ -327,19 +327,21 @@ class Trainer:
         for old in folder.glob("iter_*.pt"):
             old.unlink(missing_ok=True)
 
-    def _update_best(self, epoch: int, metrics: dict[str, Any]) -> None:
-        """Record the epoch checkpoint with the best ``eval.best_metric`` so far in ``best.json``."""
+    def _update_best(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        """Record the epoch checkpoint with the best ``eval.best_metric`` so far in ``best.json``;
+        True when this epoch became the best."""
         name = self.cfg.eval.best_metric
         value = metrics.get(name)
         checkpoint = checkpoint_dir(self.work_dir) / f"epoch_{epoch:04d}.pt"
         if not isinstance(value, float) or not math.isfinite(value) or not checkpoint.is_file():
-            return  # no checkpoint at this epoch (train.checkpoint_interval): nothing to keep
+            return False  # no checkpoint at this epoch (train.checkpoint_interval): nothing to keep
         best = read_best(self.work_dir)
         if best is not None and best.get("metric") == name and value <= best.get("value", -math.inf):
-            return
+            return False
         record = {"checkpoint": checkpoint.name, "epoch": epoch, "metric": name, "value": value}
         atomic_write_text(checkpoint_dir(self.work_dir) / BEST_POINTER, json.dumps(record) + "\n")
         logger.info("best %s so far: %.4f after epoch %d (%s)", name, value, epoch, checkpoint)
+        return True
 
     def resume(self, checkpoint: str | Path, state: dict[str, Any] | None = None) -> None:
         """Restore everything from a checkpoint so the run continues exactly where it stopped.
@@ -693,7 +695,10 @@ class Trainer:
         if metrics is None:
             return
         record = {"event": "val", "epoch": epoch, "iteration": self.iteration, **metrics}
-        self._update_best(epoch, metrics)
+        if self._update_best(epoch, metrics):
+            # The prune in save() ran before this epoch's score was known: the best this epoch
+            # displaced may be out of the retention window only now.
+            self._prune_epoch_checkpoints()
         if jsonl is not None:
             jsonl.write(record)
         if tensorboard is not None:

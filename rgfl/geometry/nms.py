@@ -8,10 +8,11 @@ greater than ``iou_threshold``. The result is the list of kept indices in visiti
 Why a grid: greedy NMS only compares boxes that overlap, so boxes are bucketed into a uniform grid
 of their enclosing horizontal boxes, and each kept box looks only at the buckets it covers. Memory
 is O(N), work is proportional to the number of overlapping pairs instead of N^2. The greedy loop
-is sequential and runs in a numba kernel on the CPU (float64 IoU, see ``iou_numba``). Tensors on
-another device (CUDA) use :mod:`rgfl.geometry.nms_torch` instead: the same IoU, bit for bit, for
-all overlapping pairs at once on that device, then the greedy pass over the suppressing pairs; the
-keep list is the same.
+is sequential and runs in a numba kernel on the CPU (float64 IoU, see ``iou_numba``), for tensors on
+every device with ``backend="auto"``: CUDA input is copied to the host, which measured faster on an
+H200 than the device path (docs/geometry.md, "On the GPU"). ``backend="torch"`` runs
+:mod:`rgfl.geometry.nms_torch` on the input's device instead: the same IoU, bit for bit, for all
+overlapping pairs at once, then the greedy pass over the suppressing pairs; the keep list is the same.
 
 Why groups: class-aware NMS over a batch (images x classes as labels) is many independent greedy
 problems, so the labels are split into groups that run on all cores at once; the kept boxes are
@@ -150,12 +151,12 @@ def _group_nms(boxes: np.ndarray, order: np.ndarray, labels: np.ndarray, iou_thr
     return order[kept_flag[order]]
 
 
-def _resolve_nms_backend(backend: str, device: torch.device) -> str:
+def _resolve_nms_backend(backend: str) -> str:
     import os
 
     if backend == "auto":
         backend = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
-        if backend == "torch":  # the IoU setting (differentiable path); NMS picks by device
+        if backend == "torch":  # the IoU setting (differentiable path); NMS on the device needs backend="torch"
             backend = "auto"
     if backend not in NMS_BACKENDS:
         raise ValueError(f"unknown NMS backend {backend!r} (argument or {BACKEND_ENV}); expected one of {', '.join(NMS_BACKENDS)}")
@@ -185,8 +186,7 @@ def _nms(boxes: Any, scores: Any, labels: Any, iou_threshold: float, backend: st
     if labels is not None:
         label_tensor = labels if isinstance(labels, Tensor) else torch.from_numpy(np.asarray(labels))
     _validate(boxes, scores, label_tensor)
-    device = boxes.device
-    chosen = _resolve_nms_backend(backend, device)
+    chosen = _resolve_nms_backend(backend)
     if chosen == "torch":
         from rgfl.geometry.nms_torch import nms_rotated_torch
 
@@ -212,7 +212,7 @@ def _nms(boxes: Any, scores: Any, labels: Any, iou_threshold: float, backend: st
         keep_array = _group_nms(box_array, order, label_array, float(iou_threshold))
     if from_numpy:
         return keep_array
-    return torch.from_numpy(keep_array).to(device)
+    return torch.from_numpy(keep_array).to(boxes.device)
 
 
 def nms_rotated(boxes: Any, scores: Any, iou_threshold: float, backend: str = "auto") -> Any:

@@ -419,6 +419,21 @@ def test_checkpoint_retention_keeps_the_newest_and_the_best(tiny_split, tmp_path
     assert load_checkpoint(tmp_path / "checkpoints" / best["checkpoint"])["iteration"] == best_epoch
 
 
+def test_retention_drops_the_old_best_when_the_newest_epoch_becomes_the_best(tiny_split, tmp_path, monkeypatch):
+    # The score a tiny model reaches cannot be chosen, so validation reports a scripted AP50 per epoch;
+    # what is under test is the retention around it. Epoch 4 becomes the best after epoch 2 was:
+    # epoch 2 is then outside the newest 2 and no longer the best, so it must go.
+    import rgfl.engine.train as train_module
+
+    scores = iter([0.1, 0.5, 0.4, 0.6])
+    monkeypatch.setattr(train_module, "validate", lambda *args, **kwargs: {"AP50": next(scores)})
+    cfg = tiny_config(tiny_split, **{"schedule.epochs": 4, "data.batch_size": 4, "train.keep_checkpoints": 2, "eval.interval": 1, "eval.data": tiny_split})
+    assert train(cfg, tmp_path).status == "completed"
+    folder = tmp_path / "checkpoints"
+    assert json.loads((folder / "best.json").read_text())["checkpoint"] == "epoch_0004.pt"
+    assert sorted(p.name for p in folder.glob("*.pt")) == ["epoch_0003.pt", "epoch_0004.pt"]
+
+
 def test_keep_checkpoints_zero_keeps_every_epoch(tiny_split, tmp_path):
     cfg = tiny_config(tiny_split, **{"schedule.epochs": 4, "data.batch_size": 4, "train.keep_checkpoints": 0})
     assert train(cfg, tmp_path).status == "completed"
