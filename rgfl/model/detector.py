@@ -10,24 +10,16 @@ imports ``rgfl.losses``; ``rgfl.losses`` never imports ``rgfl.model``.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rgfl.losses.assigner import AssignResult, RotatedATSSAssigner
-from rgfl.losses.gfl import (
-    distribution_focal_loss,
-    quality_focal_loss,
-    reduce_mean,
-    rotated_iou,
-    sigmoid_focal_loss,
-)
 from rgfl.model.backbone import ResNetFPN
-from rgfl.model.coder import DeltaXYWHACoder, DistanceAngleCoder, Priors, make_priors, regularize_le135
-from rgfl.model.head import HEAD_VARIANTS, HeadOutputs, RotatedGFLHead
+from rgfl.model.coder import Priors, make_priors, regularize_le135
+from rgfl.model.heads import HeadOptions, HeadOutputs, PositiveTargets, head_class
+from rgfl.model.heads.gfl import closest_representation as _closest_representation  # noqa: F401 (tests import it from here)
 from rgfl.ops import batched_nms_rotated, obb2poly
 from rgfl.structures import Detections, Target
 
@@ -107,59 +99,42 @@ class RotatedGFL(nn.Module):
         max_per_img: int = 2000,
     ) -> None:
         super().__init__()
-        if head not in HEAD_VARIANTS:
-            raise ValueError(f"head must be one of {HEAD_VARIANTS}, got {head!r}")
-        if reach_aware and head != "gfl":
-            raise ValueError("reach_aware assignment is for the gfl head's distance bins; the vanilla head regresses deltas")
-        if reg_max is None:
-            reg_max = 16 if head == "gfl" else 8
-        if reg_max < 1:
-            raise ValueError(f"reg_max must be >= 1, got {reg_max}")
+        head_cls = head_class(head)
+        options = HeadOptions(
+            angle_coding=angle_coding,
+            reach_aware=reach_aware,
+            loss_cls_weight=loss_cls_weight,
+            loss_bbox_weight=loss_bbox_weight,
+            loss_dfl_weight=loss_dfl_weight,
+            quality_weight_floor=quality_weight_floor,
+            qfl_beta=qfl_beta,
+            focal_alpha=focal_alpha,
+            focal_gamma=focal_gamma,
+        )
         self.num_classes = num_classes
-        self.variant = head
-        self.reg_max = reg_max
-        if angle_coding not in DistanceAngleCoder.ANGLE_CODINGS:
-            raise ValueError(f"angle_coding must be one of {DistanceAngleCoder.ANGLE_CODINGS}, got {angle_coding!r}")
-        self.angle_coding = angle_coding
         self.octave_base_scale = float(octave_base_scale)
-        self.loss_cls_weight = loss_cls_weight
-        self.loss_bbox_weight = (2.0 if head == "gfl" else 1.0) if loss_bbox_weight is None else loss_bbox_weight
-        self.loss_dfl_weight = loss_dfl_weight
-        if not 0.0 <= quality_weight_floor <= 1.0:
-            raise ValueError(f"quality_weight_floor must be in [0, 1], got {quality_weight_floor}")
-        if quality_weight_floor > 0 and head != "gfl":
-            raise ValueError("quality_weight_floor is for the gfl head's score-weighted box loss; the vanilla head does not weight it")
-        self.quality_weight_floor = quality_weight_floor
-        self.qfl_beta = qfl_beta
-        self.focal_alpha = focal_alpha
-        self.focal_gamma = focal_gamma
         self.nms_pre = nms_pre
         self.score_thr = score_thr
         self.nms_iou = nms_iou
         self.max_per_img = max_per_img
 
+        reg_max = head_cls.default_reg_max if reg_max is None else reg_max
+        head_cls.check_options(reg_max, options)  # before the backbone, which may load weights
+
         self.backbone = ResNetFPN(depth, pretrained, frozen_stages, norm_eval, fpn_channels, fpn_min_level)
         self.strides = list(self.backbone.strides)
-        self.head = RotatedGFLHead(
+        self.head = head_cls(
             num_classes,
-            head,
             reg_max,
+            options,
             in_channels=fpn_channels,
             feat_channels=feat_channels,
             stacked_convs=stacked_convs,
             num_levels=len(self.strides),
         )
-        self.assigner = RotatedATSSAssigner(topk, reach=float(reg_max) if reach_aware else None)
+        self.assigner = RotatedATSSAssigner(topk, reach=self.head.assign_reach)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        if head == "gfl":
-            projection = torch.arange(reg_max + 1, dtype=torch.float32)
-            self.register_buffer("projection", projection[None], persistent=False)  # [1, K]
-        else:
-            # Reference bins (notes 7.1): deltas over linspace(-2, 2), the angle over linspace(-5, 2).
-            deltas = torch.linspace(-2.0, 2.0, reg_max + 1)
-            angle = torch.linspace(-5.0, 2.0, reg_max + 1)
-            self.register_buffer("projection", torch.stack([deltas] * 4 + [angle]), persistent=False)  # [5, K]
         self._priors_cache: dict[tuple, Priors] = {}
 
     # ------------------------------------------------------------------ forward
@@ -181,20 +156,39 @@ class RotatedGFL(nn.Module):
         return self._priors_cache[key]
 
     def decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor) -> Tensor:
-        """Decode predictions at prior rows ``index`` (Tensor[N]) into Tensor[N, 5] boxes (float32).
+        """Decode predictions at prior rows ``index`` (Tensor[N]) into Tensor[N, 5] boxes (float32):
+        the head variant's :meth:`~rgfl.model.heads.DenseHead.decode`.
 
         Args:
-            box_logits: Tensor[N, 4K] (``gfl``) or Tensor[N, 5K] (``vanilla``).
-            angle_logits: Tensor[N] (``gfl``) or None.
+            box_logits: Tensor[N, D] rows of ``HeadOutputs.box_logits``.
+            angle_logits: Tensor[N] rows of ``HeadOutputs.angle_logits``, or None for a head without.
         """
-        num = box_logits.shape[0]
-        probs = F.softmax(box_logits.float().view(num, -1, self.reg_max + 1), dim=2)
-        values = (probs * self.projection).sum(dim=2)  # [N, 4] distances in strides or [N, 5] deltas
-        if self.variant == "gfl":
-            assert angle_logits is not None
-            theta = DistanceAngleCoder.angle_from_logit(angle_logits.float(), self.angle_coding)
-            return DistanceAngleCoder.decode(priors.centers[index], priors.strides[index], values, theta)
-        return DeltaXYWHACoder.decode(priors.anchors()[index], values)
+        return self.head.decode(box_logits, angle_logits, priors, index)
+
+    # Settings that live in the head variant, readable (and the loss weights settable) here as before.
+    @property
+    def variant(self) -> str:
+        return self.head.name
+
+    @property
+    def reg_max(self) -> int:
+        return self.head.reg_max
+
+    @property
+    def angle_coding(self) -> str:
+        return self.head.options.angle_coding
+
+    @property
+    def loss_bbox_weight(self) -> float:
+        return self.head.options.loss_bbox_weight
+
+    @property
+    def quality_weight_floor(self) -> float:
+        return self.head.options.quality_weight_floor
+
+    @quality_weight_floor.setter
+    def quality_weight_floor(self, value: float) -> None:
+        self.head.options.quality_weight_floor = value
 
     # ------------------------------------------------------------------ training
     def compute_losses(self, images: Tensor, targets: list[Target]) -> dict[str, Tensor]:
@@ -246,12 +240,8 @@ class RotatedGFL(nn.Module):
         cls_logits = outputs.cls_logits.reshape(batch * num_priors, num_classes)
         box_logits = outputs.box_logits.reshape(batch * num_priors, -1)
         angle_logits = outputs.angle_logits.reshape(-1) if outputs.angle_logits is not None else None
-        if self.variant == "gfl":
-            assert angle_logits is not None
-            return self._gfl_losses(
-                cls_logits, box_logits, angle_logits, labels, valid, pos_flat, pos_prior, gt_boxes, priors, num_pos_per_image
-            )
-        return self._vanilla_losses(cls_logits, box_logits, labels, valid, pos_flat, pos_prior, gt_boxes, priors, num_pos_per_image)
+        positives = PositiveTargets(labels, valid, pos_flat, pos_prior, gt_boxes, num_pos_per_image)
+        return self.head.losses(cls_logits, box_logits, angle_logits, positives, priors)
 
     def assign(self, priors: Priors, target: Target) -> AssignResult:
         """Rotated ATSS assignment of one image's ground truths to the square anchors."""
@@ -263,90 +253,6 @@ class RotatedGFL(nn.Module):
                 f"target {target.image_id!r}: labels must be in [0, {self.num_classes}), got {labels.min().item()}..{labels.max().item()}"
             )
         return self.assigner(priors.anchors(), priors.num_per_level, target.boxes, target.ignore, level_strides=self.strides)
-
-    def _gfl_losses(
-        self,
-        cls_logits: Tensor,
-        box_logits: Tensor,
-        angle_logits: Tensor,
-        labels: Tensor,
-        valid: Tensor,
-        pos_flat: Tensor,
-        pos_prior: Tensor,
-        gt_boxes: Tensor,
-        priors: Priors,
-        num_pos_per_image: int,
-    ) -> dict[str, Tensor]:
-        device = cls_logits.device
-        num_pos = pos_flat.numel()
-        quality = torch.zeros(cls_logits.shape, dtype=torch.float32, device=device)  # [B*P, C]
-        if num_pos > 0:
-            pred_boxes = self.decode(box_logits[pos_flat], angle_logits[pos_flat], priors, pos_prior)  # [N, 5]
-            iou = rotated_iou(pred_boxes, gt_boxes)  # [N] float32, differentiable
-            quality[pos_flat, labels[pos_flat]] = iou.detach()
-            # Quality weight: the detached max class score of each positive (GFL 6.2).
-            weight = torch.sigmoid(cls_logits[pos_flat].detach().float()).max(dim=1).values  # [N]
-            if self.quality_weight_floor > 0:
-                weight = weight.clamp(min=self.quality_weight_floor)
-            # DFL targets in the frame of the ground-truth representation closest to the predicted
-            # angle (a rectangle has four: theta + k*pi/2, w/h swapped for odd k), so that DFL and
-            # the angle branch never pull towards different but equivalent boxes.
-            matched_gt = _closest_representation(gt_boxes, pred_boxes[:, 4].detach())
-            distance_target = DistanceAngleCoder.encode(priors.centers[pos_prior], priors.strides[pos_prior], matched_gt)
-            distance_target = distance_target.clamp(0.0, self.reg_max - 0.01)
-            dfl = distribution_focal_loss(
-                box_logits[pos_flat].view(num_pos * 4, self.reg_max + 1), distance_target.reshape(-1)
-            ).view(num_pos, 4)
-            # Every process must join this all-reduce, also one without positives (else branch).
-            weight_sum = reduce_mean(weight.sum().float()).clamp(min=1.0)
-            loss_bbox = (weight * (1.0 - iou)).sum() / weight_sum
-            loss_dfl = (weight[:, None] * dfl).sum() / 4.0 / weight_sum
-        else:
-            # Keep the graph connected to the box branch so DDP and gradient checks see every parameter.
-            loss_bbox = box_logits.sum() * 0.0 + angle_logits.sum() * 0.0
-            loss_dfl = box_logits.sum() * 0.0
-            # Join the all-reduce the processes with positives make, or DDP hangs.
-            reduce_mean(torch.zeros((), dtype=torch.float32, device=device))
-        avg_factor = reduce_mean(torch.tensor(float(num_pos_per_image), device=device)).clamp(min=1.0)
-        loss_qfl = quality_focal_loss(cls_logits[valid], quality[valid], self.qfl_beta).sum() / avg_factor
-        return {
-            "loss_qfl": self.loss_cls_weight * loss_qfl,
-            "loss_bbox": self.loss_bbox_weight * loss_bbox,
-            "loss_dfl": self.loss_dfl_weight * loss_dfl,
-            "num_pos": torch.tensor(float(num_pos), device=device),
-            "pos_iou": iou.detach().mean() if num_pos > 0 else torch.zeros((), device=device),
-        }
-
-    def _vanilla_losses(
-        self,
-        cls_logits: Tensor,
-        box_logits: Tensor,
-        labels: Tensor,
-        valid: Tensor,
-        pos_flat: Tensor,
-        pos_prior: Tensor,
-        gt_boxes: Tensor,
-        priors: Priors,
-        num_pos_per_image: int,
-    ) -> dict[str, Tensor]:
-        device = cls_logits.device
-        num_pos = pos_flat.numel()
-        # Reference normalizer (notes 7.1): number of positives, no cross-process mean.
-        avg_factor = float(max(num_pos_per_image, 1))
-        one_hot = F.one_hot(labels, self.num_classes + 1)[:, : self.num_classes]  # background row -> zeros
-        loss_cls = sigmoid_focal_loss(cls_logits[valid], one_hot[valid], self.focal_alpha, self.focal_gamma).sum()
-        if num_pos > 0:
-            pred_boxes = self.decode(box_logits[pos_flat], None, priors, pos_prior)
-            iou = rotated_iou(pred_boxes, gt_boxes)
-            loss_bbox = -iou.clamp(min=1e-6).log().sum()
-        else:
-            loss_bbox = box_logits.sum() * 0.0
-        return {
-            "loss_cls": self.loss_cls_weight * loss_cls / avg_factor,
-            "loss_bbox": self.loss_bbox_weight * loss_bbox / avg_factor,
-            "num_pos": torch.tensor(float(num_pos), device=device),
-            "pos_iou": iou.detach().mean() if num_pos > 0 else torch.zeros((), device=device),
-        }
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -370,7 +276,7 @@ class RotatedGFL(nn.Module):
         device = outputs.cls_logits.device
         priors = self.priors(outputs, device)
         batch, num_priors, num_classes = outputs.cls_logits.shape
-        scores = torch.sigmoid(outputs.cls_logits.float())  # [B, P, C]
+        scores = self.head.scores(outputs.cls_logits)  # [B, P, C] float32
         max_scores = scores.max(dim=2).values  # [B, P]
         if image_sizes is not None:
             if len(image_sizes) != batch:
@@ -421,12 +327,3 @@ class RotatedGFL(nn.Module):
             extras={"polygons": torch.zeros((0, 8), device=device)},
         )
 
-
-def _closest_representation(boxes: Tensor, theta: Tensor) -> Tensor:
-    """Re-express ``boxes[N, 5]`` as ``(cx, cy, w', h', t + k*pi/2)`` with k chosen so the angle is
-    closest to ``theta[N]`` (w and h swapped for odd k): the same rectangle in every case."""
-    k = torch.round((theta - boxes[:, 4]) / (math.pi / 2))
-    odd = torch.remainder(k, 2) == 1
-    w = torch.where(odd, boxes[:, 3], boxes[:, 2])
-    h = torch.where(odd, boxes[:, 2], boxes[:, 3])
-    return torch.stack([boxes[:, 0], boxes[:, 1], w, h, boxes[:, 4] + k * (math.pi / 2)], dim=1)
