@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/train_step.py                      # all 8 settings, 3 timed steps each
     python benchmarks/train_step.py --sizes 512 --batches 1 --boxes 20 500 --repeats 5
+    python benchmarks/train_step.py --head gflv2 --peer gfl   # the cost of gflv2's quality branch
 
 For every (batch, image size, ground-truth count) setting, both detectors run the same images:
 random rotated boxes, DOTA-like sizes (10-300 px, aspect 1-5), 15 classes. rgfl is timed part by
@@ -29,6 +30,7 @@ import torch
 import torchvision
 
 from rgfl.model.detector import RotatedGFL
+from rgfl.model.heads import HEAD_VARIANTS
 from rgfl.ops import obb2hbb
 from rgfl.structures import Target
 
@@ -93,7 +95,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--boxes", type=int, nargs="+", default=[20, 500])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--head", default="gfl", choices=["gfl", "vanilla"])
+    parser.add_argument("--head", default="gfl", choices=list(HEAD_VARIANTS))
+    parser.add_argument("--peer", default="fcos", choices=["fcos", *HEAD_VARIANTS], help="what to compare with: torchvision FCOS, or rgfl with another head (e.g. --head gflv2 --peer gfl: the cost of the quality branch)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     args = parser.parse_args()
     if args.threads:
@@ -104,18 +107,23 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
 
     header = (
-        f"{'batch':>5} {'size':>5} {'boxes':>5} | {'rgfl s':>7} {'fcos s':>7} {'ratio':>5} | "
+        f"{'batch':>5} {'size':>5} {'boxes':>5} | {'rgfl s':>7} {args.peer[:4] + ' s':>7} {'ratio':>5} | "
         + " ".join(f"{p:>12}" for p in PARTS)
         + f" | {'assign+loss':>11}"
     )
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, head {args.head}, medians of {args.repeats} steps")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, head {args.head}, peer {args.peer}, medians of {args.repeats} steps")
     print(header)
     print("-" * len(header))
     for size in args.sizes:
-        fcos = torchvision.models.detection.fcos_resnet50_fpn(
-            weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1, min_size=size, max_size=size
-        ).train()
-        fcos_opt = torch.optim.SGD([p for p in fcos.parameters() if p.requires_grad], lr=1e-4, momentum=0.9, weight_decay=1e-4)
+        if args.peer == "fcos":
+            fcos = torchvision.models.detection.fcos_resnet50_fpn(
+                weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1, min_size=size, max_size=size
+            ).train()
+            fcos_opt = torch.optim.SGD([p for p in fcos.parameters() if p.requires_grad], lr=1e-4, momentum=0.9, weight_decay=1e-4)
+        else:  # the same detector with another head, the same initial weights where they share parameters
+            torch.manual_seed(0)
+            fcos = RotatedGFL(NUM_CLASSES, head=args.peer, depth=50, pretrained="none").train()
+            fcos_opt = torch.optim.SGD([p for p in fcos.parameters() if p.requires_grad], lr=1e-4, momentum=0.9, weight_decay=1e-4)
         for batch in args.batches:
             for num_boxes in args.boxes:
                 images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=generator)
@@ -128,7 +136,10 @@ def main() -> None:
                 fcos_runs = []
                 for repeat in range(args.repeats + 1):
                     times = rgfl_step(rgfl_model, rgfl_opt, images, targets)
-                    fcos_time = fcos_step(fcos, fcos_opt, fcos_images, fcos_targets)
+                    if args.peer == "fcos":
+                        fcos_time = fcos_step(fcos, fcos_opt, fcos_images, fcos_targets)
+                    else:
+                        fcos_time = rgfl_step(fcos, fcos_opt, images, targets)["step"]
                     if repeat == 0:
                         continue  # warm-up (oneDNN primitive creation, numba compilation)
                     for k, v in times.items():

@@ -230,3 +230,14 @@ def test_gflv2_options_follow_gfl():
     assert model.assigner.reach == 8.0 and model.quality_weight_floor == 0.5 and model.loss_bbox_weight == 2.0
     with pytest.raises(ValueError, match="reg_max must be >= 3"):
         _small_model("gflv2", reg_max=2)
+
+
+def test_gflv2_reference_config_differs_from_the_gfl_one_only_in_the_head():
+    import dataclasses
+
+    from rgfl.engine.config import load_config
+
+    gfl = load_config(REPO_ROOT / "configs" / "rgfl_r50_fpn_1x_dota_le135.yaml")
+    gflv2 = load_config(REPO_ROOT / "configs" / "rgflv2_r50_fpn_1x_dota_le135.yaml")
+    assert gflv2.model.head == "gflv2" and gfl.model.head == "gfl"
+    assert dataclasses.replace(gflv2, model=dataclasses.replace(gflv2.model, head="gfl")) == gfl

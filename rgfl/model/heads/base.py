@@ -70,6 +70,7 @@ class HeadOptions:
     qfl_beta: float = 2.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    side_decoding: str = "mean"  # gfl/gflv2 at inference: "mean" (the integral) or "mode" (around the strongest bin)
 
 
 @dataclass

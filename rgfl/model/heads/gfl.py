@@ -31,6 +31,7 @@ class GFLHead(DenseHead):
     name = "gfl"
     default_reg_max = 16
     num_distributions = 4
+    SIDE_DECODINGS = ("mean", "mode")
 
     def __init__(self, num_classes: int, reg_max: int, options: HeadOptions, **shape) -> None:
         super().__init__(num_classes, reg_max, options, **shape)
@@ -49,6 +50,8 @@ class GFLHead(DenseHead):
             raise ValueError(f"angle_coding must be one of {DistanceAngleCoder.ANGLE_CODINGS}, got {options.angle_coding!r}")
         if not 0.0 <= options.quality_weight_floor <= 1.0:
             raise ValueError(f"quality_weight_floor must be in [0, 1], got {options.quality_weight_floor}")
+        if options.side_decoding not in cls.SIDE_DECODINGS:
+            raise ValueError(f"side_decoding must be one of {cls.SIDE_DECODINGS}, got {options.side_decoding!r}")
 
     def level_outputs(self, level: int, feature: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         cls_feat = self.cls_tower(feature)
@@ -66,15 +69,31 @@ class GFLHead(DenseHead):
         return float(self.reg_max) if self.options.reach_aware else None
 
     # ------------------------------------------------------------------ decoding
-    def side_distances(self, box_logits: Tensor) -> Tensor:
-        """Expected side distances Tensor[N, 4] (strides) of box logits Tensor[N, 4K]: the integral of each distribution."""
+    def side_distances(self, box_logits: Tensor, decoding: str = "mean") -> Tensor:
+        """Side distances Tensor[N, 4] (strides) of box logits Tensor[N, 4K].
+
+        ``mean``: the integral (expectation) of each distribution, as GFL decodes and trains.
+        ``mode``: the expectation over the strongest bin and its two neighbours only. A side that
+        DFL trained has its mass on two adjacent bins, where both agree; a flat or bimodal side is
+        read at its strongest mode instead of between its modes.
+        """
         probs = F.softmax(box_logits.float().view(box_logits.shape[0], 4, self.num_bins), dim=2)
-        return (probs * self.projection).sum(dim=2)
+        if decoding == "mean":
+            return (probs * self.projection).sum(dim=2)
+        bins = probs.argmax(dim=2, keepdim=True) + torch.arange(-1, 2, device=probs.device)  # [N, 4, 3]
+        inside = (bins >= 0) & (bins < self.num_bins)
+        bins = bins.clamp(0, self.num_bins - 1)
+        mass = probs.gather(2, bins) * inside
+        return (mass * bins).sum(dim=2) / mass.sum(dim=2)
 
     def decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor) -> Tensor:
+        return self._decode(box_logits, angle_logits, priors, index, self.options.side_decoding)
+
+    def _decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor, decoding: str) -> Tensor:
         assert angle_logits is not None
         theta = DistanceAngleCoder.angle_from_logit(angle_logits.float(), self.options.angle_coding)
-        return DistanceAngleCoder.decode(priors.centers[index], priors.strides[index], self.side_distances(box_logits), theta)
+        distances = self.side_distances(box_logits, decoding)
+        return DistanceAngleCoder.decode(priors.centers[index], priors.strides[index], distances, theta)
 
     # ------------------------------------------------------------------ training
     def losses(
@@ -87,7 +106,9 @@ class GFLHead(DenseHead):
         num_pos = pos_flat.numel()
         quality = torch.zeros(cls_logits.shape, dtype=torch.float32, device=device)  # [B*P, C]
         if num_pos > 0:
-            pred_boxes = self.decode(box_logits[pos_flat], angle_logits[pos_flat], priors, pos_prior)  # [N, 5]
+            # Training decodes by the mean whatever side_decoding says: the integral is what DFL and
+            # the IoU loss shape (and the mode's argmax has no gradient).
+            pred_boxes = self._decode(box_logits[pos_flat], angle_logits[pos_flat], priors, pos_prior, "mean")  # [N, 5]
             iou = rotated_iou(pred_boxes, gt_boxes)  # [N] float32, differentiable
             quality[pos_flat, labels[pos_flat]] = iou.detach()
             # Quality weight: the detached max class score of each positive (GFL 6.2).
