@@ -102,7 +102,7 @@ def eval_command(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="With CHECKPOINT: patches per forward pass.")] = 4,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="With CHECKPOINT: image-reading workers (default: 0 on CPU, cores-1 up to 8 on CUDA).", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="With CHECKPOINT: auto, cpu, cuda or cuda:N.")] = "auto",
-    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="With CHECKPOINT: autocast on CUDA.")] = True,
+    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="With CHECKPOINT: autocast on CUDA.")] = False,
 ) -> None:
     """Score DOTA Task1 detection files like the official evaluation (AP50, AP75, mAP@0.5:0.95).
 
@@ -143,3 +143,6 @@ def eval_command(
     if json_path is not None:
         write_eval_json(json_path, result)
         console.print(f"wrote {json_path}", highlight=False)
+        from rgfl.cli.plot import report_pr_curves
+
+        report_pr_curves(result, json_path.parent / "pr_curves.png")

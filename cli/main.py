@@ -51,6 +51,10 @@ from rgfl.cli.merge_submit import merge_submit_command  # noqa: E402
 from rgfl.cli.predict import predict_command  # noqa: E402
 from rgfl.cli.show import show_command  # noqa: E402
 from rgfl.cli.demo import demo_command  # noqa: E402
+# Around the chain: pictures, other formats, deployment.
+from rgfl.cli.plot import plot_command  # noqa: E402
+from rgfl.cli.export import export_command  # noqa: E402
+from rgfl.cli.convert import convert_command  # noqa: E402
 
 app.command("synth")(synth_command)
 app.command("split")(split_command)
@@ -60,6 +64,9 @@ app.command("merge-submit")(merge_submit_command)
 app.command("predict")(predict_command)
 app.command("show")(show_command)
 app.command("demo")(demo_command)
+app.command("plot")(plot_command)
+app.command("export")(export_command)
+app.command("convert")(convert_command)
 
 
 def main() -> None:

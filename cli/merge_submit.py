@@ -70,7 +70,7 @@ def merge_submit_command(
     classes: ClassesOption = None,
     iou_thr: Annotated[float, typer.Option("--iou-thr", help="Rotated NMS: suppress when IoU > this (strictly).")] = 0.1,
     score_thr: Annotated[float, typer.Option("--score-thr", help="Drop detections with a lower score before NMS.")] = 0.0,
-    max_per_img: Annotated[int, typer.Option("--max-per-img", help="Keep at most this many per image (0: all).")] = 2000,
+    max_per_img: Annotated[int, typer.Option("--max-per-img", help="Keep at most this many per image (0: all).")] = 0,
     make_zip: Annotated[bool, typer.Option("--zip", help="Also write OUT/<OUT name>.zip for the DOTA server.")] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first malformed line or unknown patch name.")] = False,
     # Options of the CHECKPOINT path (issue 7; implemented in rgfl.cli.run_model).
@@ -78,7 +78,7 @@ def merge_submit_command(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="With CHECKPOINT: patches per forward pass.")] = 4,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="With CHECKPOINT: image-reading workers (default: 0 on CPU, cores-1 up to 8 on CUDA).", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="With CHECKPOINT: auto, cpu, cuda or cuda:N.")] = "auto",
-    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="With CHECKPOINT: autocast on CUDA.")] = True,
+    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="With CHECKPOINT: autocast on CUDA.")] = False,
 ) -> None:
     """Merge patch detections into full-image DOTA Task1 files (rotated NMS per class and image).
 

@@ -81,22 +81,22 @@ def predict_command(
     step: Annotated[int | None, typer.Option("--step", min=1, help="Distance between windows (size - overlap); instead of --overlap.", show_default=False)] = None,
     rates: Annotated[str, typer.Option("--rates", help="Resize factors, comma separated (multi-scale testing), e.g. 0.5,1.0,1.5.")] = "1.0",
     nms_iou: Annotated[float, typer.Option("--nms-iou", min=0.0, max=1.0, help="Rotated NMS threshold of the merge (suppress IoU > this).")] = 0.1,
-    max_per_img: Annotated[int, typer.Option("--max-per-img", min=1, help="Detections kept per image after the merge.")] = 2000,
+    max_per_img: Annotated[int, typer.Option("--max-per-img", min=0, help="Detections kept per image after the merge (0: all).")] = 0,
     score_thr: Annotated[float, typer.Option("--score-thr", min=0.0, max=1.0, help="Write and draw detections with at least this score.")] = 0.05,
     draw_thr: Annotated[float, typer.Option("--draw-thr", min=0.0, max=1.0, help="Draw detections with at least this score.")] = 0.3,
     batch_size: BatchSizeOption = 4,
     device: DeviceOption = "auto",
-    amp: AmpOption = True,
+    amp: AmpOption = False,
 ) -> None:
     import time
 
     import numpy as np
     from rich.table import Table
 
-    from rgfl.cli.run_model import load_detector, model_input_size, progress_bar, resolve_device
+    from rgfl.api import Detector
+    from rgfl.cli.run_model import progress_bar, resolve_device
     from rgfl.dota.task1 import Task1Writer
-    from rgfl.engine.predict import SlidingWindowSettings, plan_windows, predict_image
-    from rgfl.engine.inference import detections_to_numpy
+    from rgfl.engine.predict import SlidingWindowSettings, plan_windows
     from rgfl.errors import RgflError
     from rgfl.visualize import draw_scene, read_image_rgb, write_image_rgb
 
@@ -108,10 +108,10 @@ def predict_command(
     rate_list = _parse_rates(rates)
     images = collect_images(paths)
     device = resolve_device(device)
-    detector = load_detector(checkpoint, device)
+    detector = Detector.from_checkpoint(checkpoint, device)  # a .pt, a work dir, or an ONNX export (CPU)
     settings = SlidingWindowSettings(
         size=size, overlap=overlap, rates=rate_list, nms_iou=nms_iou, max_per_img=max_per_img, batch_size=batch_size, amp=amp,
-        input_size=model_input_size(detector),
+        input_size=detector.input_size,
     )
     names = detector.class_names
     out.mkdir(parents=True, exist_ok=True)
@@ -128,10 +128,8 @@ def predict_command(
             picture = read_image_rgb(image_path)
             windows = len(plan_windows(picture.shape[0], picture.shape[1], settings))
             progress.update(task, description=f"predict {image_path.name}", total=windows, completed=0)
-            result = predict_image(
-                detector.model, picture, settings, device, image_path.stem, on_windows=lambda n: progress.advance(task, n)
-            )
-            polygons, scores, labels = detections_to_numpy(result.boxes, result.scores, result.labels)
+            result = detector.predict(picture, settings=settings, image_id=image_path.stem, on_windows=lambda n: progress.advance(task, n))
+            polygons, scores, labels = result.polygons, result.scores, result.labels
             keep = scores >= score_thr
             polygons, scores, labels = polygons[keep], scores[keep], labels[keep]
             for label in np.unique(labels).tolist():

@@ -286,6 +286,9 @@ def eval_checkpoint(
     write_eval_json(out / "metrics.json", result)
     print_eval_table(result, title=f"{checkpoint.name}, {level}")
     print_paths([("detections", dets_dir), ("metrics", out / "metrics.json")])
+    from rgfl.cli.plot import report_pr_curves
+
+    report_pr_curves(result, out / "pr_curves.png")
     return result
 
 
@@ -321,7 +324,7 @@ def merge_patch_detections(
     make_zip: bool = False,
     iou_thr: float = 0.1,
     score_thr: float = 0.0,
-    max_per_img: int = 2000,
+    max_per_img: int = 0,
     manifest: Path | None = None,
     strict: bool = False,
     device: str = "cpu",

@@ -80,7 +80,9 @@ class _Progress:
 @handle_errors
 def train_command(
     config: Annotated[Path, typer.Argument(help="Config file, e.g. configs/rgfl_r50_fpn_1x_dota_le135.yaml.", show_default=False)],
-    work_dir: Annotated[Path, typer.Option("--work-dir", "-w", help="Folder for checkpoints, config.yaml, log.jsonl and tensorboard/.", show_default=False)],
+    work_dir: Annotated[
+        Path | None, typer.Option("--work-dir", "-w", help="Folder for checkpoints, config.yaml, log.jsonl and tensorboard/ (required unless --dry-run).", show_default=False)
+    ] = None,
     data: Annotated[
         Path | None, typer.Option("--data", "-d", help="SPLIT_ROOT: the output folder of `rgfl split` (images/ + labelTxt/). Overrides data.root.")
     ] = None,
@@ -92,6 +94,10 @@ def train_command(
         list[str] | None, typer.Option("--set", help="Override a config value: --set section.key=value (repeatable), e.g. --set optimizer.base_lr=0.005.")
     ] = None,
     amp: Annotated[bool, typer.Option("--amp", help="Mixed precision on CUDA (bf16 where supported, else fp16 + GradScaler); same as --set train.amp=...")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Resolve the config, derived values (lr, iterations) and the data summary; train nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print one JSON object to stdout.")] = False,
 ) -> None:
     """Train the rotated GFL detector on patches written by `rgfl split`.
 
@@ -119,6 +125,17 @@ Ctrl-C (or SIGTERM from a job scheduler) saves a checkpoint and exits; --resume 
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
         settings.append(f"train.amp={precision}")
     cfg = load_config(config, settings)
+    if dry_run:
+        from rgfl.cli.train_dry_run import print_dry_run
+
+        return print_dry_run(cfg, as_json)
+    if as_json:
+        raise typer.BadParameter("only with --dry-run (training logs go to WORK_DIR/log.jsonl)", param_hint="--json")
+    if work_dir is None:
+        raise typer.BadParameter("missing: training writes checkpoints there (or give --dry-run)", param_hint="--work-dir")
+    from rgfl.engine.split_check import check_expected_split
+
+    check_expected_split(cfg)  # a split that would train other objects than the config's reference stops here
     is_main = int(os.environ.get("RANK", "0")) == 0
     progress = _Progress() if is_main else None
     try:

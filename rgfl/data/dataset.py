@@ -17,6 +17,16 @@ Defaults, and why:
   difficult-2 object is 70% to 100% inside the patch, so dropping it would teach the detector
   that a visible object is background; ignoring it avoids that without asking for a box that
   reaches outside the patch. The same object is whole in the neighbouring patch (overlap 200).
+  The reference configs use ``drop`` on a ``rgfl split --clip`` (DOTA devkit) split, where
+  difficulty 2 marks only fragments with IoF <= 0.7: that is exactly the reference's loader
+  (difficulty <= 1 trained, 2 left out); see docs/reproduce.md.
+
+Ground-truth boxes. ``box_from="min_area_rect"`` (default) takes the minimum-area rectangle of each
+label quad; ``"edges"`` reads the box off the quad's first two edges as the reference recipe does
+(:func:`rgfl.geometry.boxes.poly2obb_edges`). ``min_edge`` drops objects whose edge ``p1p2`` or
+``p2p3`` is shorter than that many label pixels (the reference: 2), before any difficulty rule (the
+reference's order). :attr:`DotaDataset.object_counts` says how many objects each rule kept, ignored
+or dropped.
 """
 
 from __future__ import annotations
@@ -38,12 +48,13 @@ from rgfl.dota.classes import resolve_classes
 from rgfl.errors import InputError, ProblemLog
 from rgfl.structures import Target
 
-__all__ = ["DotaDataset", "collate_batch", "read_image", "IMAGE_EXTENSIONS", "DIFFICULTY_MODES"]
+__all__ = ["DotaDataset", "collate_batch", "read_image", "IMAGE_EXTENSIONS", "DIFFICULTY_MODES", "BOX_SOURCES"]
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DIFFICULTY_MODES = ("keep", "ignore", "drop")
+BOX_SOURCES = ("min_area_rect", "edges")
 # OpenCV >= 4.10 decodes straight to RGB; older versions decode BGR and we convert.
 _DECODES_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 _DECODE_FLAG = _DECODES_RGB if _DECODES_RGB is not None else cv2.IMREAD_COLOR
@@ -70,8 +81,8 @@ def read_image(path: str | Path) -> np.ndarray:
 class DotaDataset(Dataset):
     """DOTA-format folder -> ``(image uint8 Tensor[3, H, W] RGB, Target)``.
 
-    ``Target.boxes`` are float32 [M, 5] le135 ``(cx, cy, w, h, theta)`` (minimum-area rectangle
-    of each label polygon, after the transforms), ``labels`` int64 indices into ``class_names``,
+    ``Target.boxes`` are float32 [M, 5] le135 ``(cx, cy, w, h, theta)`` (from each label polygon
+    after the transforms, by ``box_from``), ``labels`` int64 indices into ``class_names``,
     ``ignore`` bool, ``image_id`` the file stem, ``scale`` from the transforms' resizes.
 
     Args:
@@ -85,6 +96,9 @@ class DotaDataset(Dataset):
             training; counts in :attr:`num_filtered`).
         difficult, truncated: what to do with ``difficult 1`` and ``difficult 2`` objects:
             ``keep``, ``ignore`` or ``drop`` (see the module docstring for the defaults).
+        box_from: ``"min_area_rect"`` or ``"edges"`` (the reference rule), see the module docstring.
+        min_edge: drop objects whose first or second quad edge is shorter (pixels of the label
+            file, before any resize); 0 keeps all.
         problems: where bad label lines and label files without an image are reported (skip
             and warn by default; a strict log raises :class:`InputError` instead).
         seed: when given, sample ``i`` of epoch ``e`` is augmented with a torch Generator
@@ -94,6 +108,11 @@ class DotaDataset(Dataset):
 
     Attributes:
         image_ids: file stems in dataset order (sorted).
+        num_images: images found (with and without labels), before ``filter_empty``.
+        object_counts: over the images in the dataset (after ``filter_empty``): ``positive``
+            (trained on), ``ignored`` (neither positive nor negative) and ``dropped``, a dict by
+            reason: ``small`` (``min_edge``), ``difficult`` (difficulty 1 with ``drop``),
+            ``truncated`` (difficulty 2 with ``drop``).
         problems: the :class:`ProblemLog` used while indexing.
     """
 
@@ -107,10 +126,18 @@ class DotaDataset(Dataset):
         truncated: str = "ignore",
         problems: ProblemLog | None = None,
         seed: int | None = None,
+        box_from: str = "min_area_rect",
+        min_edge: float = 0.0,
     ):
         for name, mode in (("difficult", difficult), ("truncated", truncated)):
             if mode not in DIFFICULTY_MODES:
                 raise ValueError(f"{name} must be one of {DIFFICULTY_MODES}, got {mode!r}")
+        if box_from not in BOX_SOURCES:
+            raise ValueError(f"box_from must be one of {BOX_SOURCES}, got {box_from!r}")
+        if not min_edge >= 0:
+            raise ValueError(f"min_edge must be >= 0, got {min_edge}")
+        self.box_from = box_from
+        self.min_edge = float(min_edge)
         self.root = Path(root)
         self.class_names = resolve_classes(class_names) if isinstance(class_names, (str, Path)) else tuple(class_names)
         if transforms is not None and not callable(transforms):
@@ -144,33 +171,48 @@ class DotaDataset(Dataset):
         self.image_paths: list[Path] = []
         self._objects: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.num_filtered = 0
+        self.num_images = len(images)
+        self.object_counts: dict = {"positive": 0, "ignored": 0, "dropped": {"small": 0, "difficult": 0, "truncated": 0}}
         for stem, image_path in images.items():
-            polygons, labels, ignore = self._load_objects(labelled.get(stem))
+            polygons, labels, ignore, dropped = self._load_objects(labelled.get(stem))
             if filter_empty and not (~ignore).any():
                 self.num_filtered += 1
                 continue
             self.image_ids.append(stem)
             self.image_paths.append(image_path)
             self._objects.append((polygons, labels, ignore))
+            self.object_counts["positive"] += int((~ignore).sum())
+            self.object_counts["ignored"] += int(ignore.sum())
+            for reason, count in dropped.items():
+                self.object_counts["dropped"][reason] += count
         logger.info(
             "%s: %d images (%d left out as empty), %d skipped label problems",
             self.root, len(self.image_ids), self.num_filtered, len(self.problems),
         )
 
-    def _load_objects(self, label_path: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Polygons float64 [M, 8], labels int64 [M], ignore bool [M] after difficulty rules."""
+    def _load_objects(self, label_path: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+        """Polygons float64 [M, 8], labels int64 [M], ignore bool [M] after the size and difficulty
+        rules, and the number of objects each rule dropped."""
+        dropped = {"small": 0, "difficult": 0, "truncated": 0}
         if label_path is None:
-            return np.zeros((0, 8)), np.zeros(0, np.int64), np.zeros(0, bool)
+            return np.zeros((0, 8)), np.zeros(0, np.int64), np.zeros(0, bool), dropped
         objects = read_label_file(label_path, self.class_names, self.problems)
         keep = np.ones(len(objects), bool)
         ignore = np.zeros(len(objects), bool)
-        for flag, mode in ((1, self.difficult), (2, self.truncated)):
-            hit = objects.difficult == flag
+        if self.min_edge > 0 and len(objects):
+            from rgfl.geometry.boxes import quad_edge_lengths
+
+            small = (quad_edge_lengths(objects.polygons) < self.min_edge).any(axis=1)
+            dropped["small"] = int(small.sum())
+            keep &= ~small
+        for flag, mode, reason in ((1, self.difficult, "difficult"), (2, self.truncated, "truncated")):
+            hit = (objects.difficult == flag) & keep
             if mode == "drop":
+                dropped[reason] = int(hit.sum())
                 keep &= ~hit
             elif mode == "ignore":
                 ignore |= hit
-        return objects.polygons[keep], objects.labels(self.class_names)[keep], ignore[keep]
+        return objects.polygons[keep], objects.labels(self.class_names)[keep], ignore[keep], dropped
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -187,13 +229,11 @@ class DotaDataset(Dataset):
         return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
     def __getitem__(self, index: int) -> tuple[Tensor, Target]:
-        from rgfl.geometry.boxes import poly2obb
-
         polygons, labels, ignore = self._objects[index]
         sample = Sample(read_image(self.image_paths[index]), polygons, labels, ignore, self.image_ids[index])
         if self.transforms is not None:
             sample = self.transforms(sample, self.generator_for(index))
-        boxes = poly2obb(torch.from_numpy(sample.polygons), "le135").to(torch.float32).reshape(-1, 5)
+        boxes = self.polygons_to_boxes(sample.polygons)
         target = Target(
             boxes=boxes,
             labels=torch.from_numpy(np.ascontiguousarray(sample.labels, dtype=np.int64)),
@@ -204,6 +244,19 @@ class DotaDataset(Dataset):
         image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)
         return image, target
 
+    def polygons_to_boxes(self, polygons: np.ndarray) -> Tensor:
+        """Label polygons float64 [M, 8] -> float32 [M, 5] le135 boxes by ``box_from``.
+
+        Converting after the transforms is the same as converting first and transforming the
+        box: flips, quarter turns, rotations and uniform resizes keep the quad's edges, vertex
+        order and diagonal.
+        """
+        from rgfl.geometry.boxes import poly2obb, poly2obb_edges
+
+        tensor = torch.from_numpy(np.ascontiguousarray(polygons, dtype=np.float64))
+        boxes = poly2obb_edges(tensor) if self.box_from == "edges" else poly2obb(tensor, "le135")
+        return boxes.to(torch.float32).reshape(-1, 5)
+
     def objects(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Untransformed polygons [M, 8], labels [M], ignore [M] of image ``index`` (no decode)."""
         return self._objects[index]
@@ -211,5 +264,5 @@ class DotaDataset(Dataset):
     def __repr__(self) -> str:
         return (
             f"DotaDataset(root={str(self.root)!r}, images={len(self)}, classes={len(self.class_names)}, "
-            f"difficult={self.difficult!r}, truncated={self.truncated!r})"
+            f"difficult={self.difficult!r}, truncated={self.truncated!r}, box_from={self.box_from!r}, min_edge={self.min_edge:g})"
         )

@@ -345,7 +345,7 @@ def merge_image_detections(
     polygons: np.ndarray,
     iou_thr: float = 0.1,
     score_thr: float = 0.0,
-    max_per_img: int = 2000,
+    max_per_img: int = 0,
     device: str = "cpu",
 ) -> np.ndarray:
     """Indices of the detections of one source image that survive the merge.
@@ -411,7 +411,7 @@ def merge_patch_detections(
     source: PatchDetections,
     iou_thr: float = 0.1,
     score_thr: float = 0.0,
-    max_per_img: int = 2000,
+    max_per_img: int = 0,
     device: str = "cpu",
 ) -> Iterator[MergedImage]:
     """Merge one source image at a time (in name order); memory holds one image's detections."""

@@ -35,6 +35,8 @@ def model_kwargs(cfg: ModelConfig) -> dict[str, Any]:
         "pretrained": cfg.pretrained,
         "frozen_stages": cfg.frozen_stages,
         "norm_eval": cfg.norm_eval,
+        "norm_affine": cfg.norm_affine,
+        "prior_offset": cfg.prior_offset,
         "feat_channels": cfg.feat_channels,
         "stacked_convs": cfg.stacked_convs,
         "fpn_channels": cfg.fpn_channels,
@@ -116,7 +118,10 @@ def build_train_dataset(cfg: DataConfig, names: tuple[str, ...]) -> Any:
         raise InputError(f"bad augmentation settings in the data section: {error}") from None
     # No dataset seed: the engine seeds every sample from (seed, epoch, index) itself
     # (rgfl.engine.sampler.SeededSamples), which also holds with persistent workers.
-    dataset = DotaDataset(root, names, transforms=transforms, filter_empty=cfg.skip_empty, difficult=cfg.difficult, truncated=cfg.truncated)
+    dataset = DotaDataset(
+        root, names, transforms=transforms, filter_empty=cfg.skip_empty, difficult=cfg.difficult, truncated=cfg.truncated,
+        box_from=cfg.box_from, min_edge=cfg.min_edge,
+    )
     if len(dataset) == 0:
         hint = " (all patches are empty; set data.skip_empty=false to train on them)" if cfg.skip_empty else ""
         raise InputError(f"no training patches found{hint}", root)

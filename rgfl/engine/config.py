@@ -1,7 +1,7 @@
 """Experiment configs: flat YAML files validated into typed dataclasses.
 
-A config file has one mapping per section (``model``, ``data``, ``optimizer``, ``schedule``,
-``train``, ``eval``) and plain ``key: value`` pairs inside each; the keys are exactly the fields of
+A config file has one mapping per section (``model``, ``data``, ``expected_split``, ``optimizer``,
+``schedule``, ``train``, ``eval``) and plain ``key: value`` pairs inside each; the keys are exactly the fields of
 the dataclasses below, nothing else. A section left out keeps its defaults. Validation happens on
 load: an unknown key, a value of the wrong type or a choice that does not exist raises
 :class:`~rgfl.errors.InputError` naming the file, the line, the key, the value and what is allowed
@@ -38,6 +38,7 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "EvalConfig",
+    "ExpectedSplitConfig",
     "Config",
     "load_config",
     "config_from_dict",
@@ -56,6 +57,9 @@ class ModelConfig:
     pretrained: str = "imagenet"  # imagenet | none | path to a saved torchvision state dict
     frozen_stages: int = 1  # stem + stage 1 frozen, as in the reference
     norm_eval: bool = True  # BatchNorm statistics frozen (batch 2 per GPU is too small to estimate them)
+    # BatchNorm weight and bias of the stages frozen_stages leaves trainable: "trainable" (the reference,
+    # mmdet's requires_grad=True) or "frozen" (FrozenBatchNorm2d; only with norm_eval: true).
+    norm_affine: Literal["frozen", "trainable"] = "frozen"
     reg_max: int | None = None  # bins - 1 of the distributions; None: the head's default (16 gfl/gflv2, 8 vanilla)
     octave_base_scale: float | None = None  # anchor side = scale * stride; None: the head's default (4)
     angle_coding: Literal["sigmoid", "linear"] = "sigmoid"  # gfl head's angle: squashed into le135, or pi/4 * (1 + a)
@@ -64,6 +68,7 @@ class ModelConfig:
     fpn_channels: int = 256  # FPN width
     fpn_min_level: Literal[2, 3] = 3  # first pyramid level: 3 = P3-P7 (reference), 2 adds a stride-4 P2
     topk: int = 9  # ATSS candidates per level and object
+    prior_offset: float = 0.5  # prior centres at (j + offset) * stride; the reference (mmdet anchors) uses 0.0
     quality_weight_floor: float = 0.0  # gfl: lower bound of the box-loss weight (the positive's score); 0 = reference
     reach_aware: bool = False  # gfl: ATSS skips levels whose bins cannot reach the box's sides (not in the reference)
     # Test-time settings (validation and `rgfl eval`), as in the reference (notes 7.1).
@@ -82,6 +87,10 @@ class DataConfig:
     skip_empty: bool = True  # leave out patches without any trainable object (as mmrotate does)
     difficult: Literal["keep", "ignore", "drop"] = "keep"  # objects marked difficult 1
     truncated: Literal["keep", "ignore", "drop"] = "ignore"  # objects marked 2 (cut by the split)
+    # Ground-truth box of a label quad: "edges" = the reference's le135 rule (first two edges, vertex order
+    # matters; rgfl.geometry.poly2obb_edges), "min_area_rect" = the minimum-area rectangle around the 4 points.
+    box_from: Literal["min_area_rect", "edges"] = "min_area_rect"
+    min_edge: float = 0.0  # drop objects whose edge p1p2 or p2p3 is shorter (px, label file); the reference: 2
     # Augmentation (rgfl.data.transforms.build_transforms); the reference uses hflip 0.5 only.
     input_size: int | None = None  # resize so the longer side is this; None: keep the patch size
     scale_range: list[float] | None = None  # random rescale factor range, e.g. [0.5, 1.5]
@@ -159,9 +168,28 @@ class EvalConfig:
 
 
 @dataclass
+class ExpectedSplitConfig:
+    """The ``rgfl split`` output a config is meant for; ``rgfl train`` compares it with the split's
+    manifest (``SPLIT/split_manifest.json``, :mod:`rgfl.engine.split_check`). A key left at null is
+    not checked. A different truncation or IoF threshold changes which objects are trained as
+    positives, so it stops training (``check: error``); a different size, step, rate or pad value
+    changes the data but not the rules, and only warns.
+    """
+
+    size: int | None = None  # window side
+    step: int | None = None  # distance between windows (size - overlap)
+    rates: list[float] | None = None
+    truncation: Literal["clip-int", "keep"] | None = None  # clip-int: `rgfl split --clip` (DOTA devkit)
+    iof_thr: float | None = None
+    pad_value: list[int] | None = None  # B, G, R fill of patches of images smaller than a window
+    check: Literal["error", "warn", "ignore"] = "error"  # what a truncation / IoF mismatch does
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    expected_split: ExpectedSplitConfig = field(default_factory=ExpectedSplitConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

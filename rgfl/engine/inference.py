@@ -75,7 +75,7 @@ class InferenceSettings:
     batch_size: int = 4
     workers: int = 2
     device: str = "cpu"
-    amp: bool = True
+    amp: bool = False  # fp32 as the reference recipe tests; --amp opts in
     input_size: int | None = None
 
 

@@ -39,7 +39,7 @@ class SlidingWindowSettings:
         pad: pad windows at the border to ``size`` (as ``rgfl split`` does by default).
         img_rate_thr: drop windows with less than this fraction of their area on the image.
         nms_iou: class-wise rotated NMS threshold of the merge (suppress IoU > nms_iou).
-        max_per_img: detections kept per image after the merge (highest scores).
+        max_per_img: detections kept per image after the merge (highest scores); 0 keeps all.
         batch_size: windows per forward pass.
         amp: autocast on CUDA.
         input_size: resize each window so its longer side is this before the detector sees it
@@ -53,9 +53,9 @@ class SlidingWindowSettings:
     pad: bool = True
     img_rate_thr: float = 0.6
     nms_iou: float = 0.1
-    max_per_img: int = 2000
+    max_per_img: int = 0
     batch_size: int = 4
-    amp: bool = True
+    amp: bool = False
     input_size: int | None = None
 
     def __post_init__(self) -> None:

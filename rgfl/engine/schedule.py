@@ -21,9 +21,11 @@ def scaled_lr(cfg: OptimizerConfig, total_batch_size: int) -> float:
     """Learning rate for ``total_batch_size`` images per step (all processes together).
 
     Linear scaling rule (Goyal et al. 2017, as used by mmdetection's auto-scale-lr):
-    ``lr = base_lr * total_batch_size / base_batch_size``. GFL's reference is 0.01 at batch 16
-    (8 GPUs x 2); the reference results' rotated head used 0.0025 at batch 2 (1 GPU x 2); both are
-    0.000625 per image. An explicit ``cfg.lr`` bypasses the rule.
+    ``lr = base_lr * total_batch_size / base_batch_size``. The reference results' recipe (and
+    every rotated le135 recipe: mmrotate's rotated RetinaNet/ATSS) uses 0.0025 at batch 2 (1 GPU x
+    2), i.e. 0.00125 per image; horizontal GFL on COCO uses 0.01 at batch 16 (8 GPUs x 2), 0.000625
+    per image, half of it. rgfl's DOTA configs use the rotated recipe's rate (0.0025 per 2 images).
+    An explicit ``cfg.lr`` bypasses the rule.
     """
     if cfg.lr is not None:
         return cfg.lr

@@ -517,6 +517,10 @@ class Trainer:
             self._emit("on_epoch_end", epoch_record)
             if cfg.eval.interval > 0 and (finished_epoch % cfg.eval.interval == 0 or last):
                 self._validate(finished_epoch, jsonl, tensorboard)
+            if self.is_main:
+                from rgfl.plots import write_run_curves
+
+                write_run_curves(self.work_dir)  # curves.png: losses, lr and validation AP so far
             self.epoch += 1
             self.batch_in_epoch = 0
             if self.iteration >= self.total_iters and self.epoch < cfg.schedule.epochs:

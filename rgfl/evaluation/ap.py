@@ -68,3 +68,15 @@ def _area(recall: np.ndarray, precision: np.ndarray) -> float:
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]
     steps = np.where(mrec[1:] != mrec[:-1])[0]
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+
+
+def precision_recall(tp: np.ndarray, fp: np.ndarray, num_positives: int) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision after each detection in score order (the points AP is computed on).
+
+    Same arithmetic as :func:`average_precision`; recall is all zeros when there is no positive.
+    """
+    tp_cum = np.cumsum(tp)
+    fp_cum = np.cumsum(fp)
+    recall = tp_cum / float(num_positives) if num_positives > 0 else np.zeros_like(tp_cum, dtype=np.float64)
+    precision = tp_cum / np.maximum(tp_cum + fp_cum, _EPS)
+    return recall, precision

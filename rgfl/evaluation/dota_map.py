@@ -27,7 +27,7 @@ import numpy as np
 from rgfl.dota.annotations import ImageLabels, read_label_file
 from rgfl.dota.task1 import Task1Detections, read_task1_dir
 from rgfl.errors import InputError, ProblemLog
-from rgfl.evaluation.ap import AP_METHODS, average_precision
+from rgfl.evaluation.ap import AP_METHODS, average_precision, precision_recall
 from rgfl.evaluation.matching import best_overlaps, greedy_match, polygon_hbbs
 
 __all__ = [
@@ -298,6 +298,7 @@ def evaluate_detections(
     grouped = _group_ground_truth(ground_truth, image_ids, class_names)
 
     per_class: dict[str, ClassResult] = {}
+    pr50: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # recall, precision at IoU 0.5 (pr_curves.png)
     unlabelled = 0
     for name in class_names:
         dets = detections.get(name) or Task1Detections()
@@ -317,9 +318,11 @@ def evaluate_detections(
         for thr in all_thrs:
             tp, fp = greedy_match(order, ovmax, jmax, gt.difficult, thr)
             ap[thr] = average_precision(tp, fp, num_gt, ap_method)
+            if thr == 0.5:
+                pr50[name] = precision_recall(tp, fp, num_gt)
         if num_gt == 0:
             logger.warning("class %r has no non-difficult ground truth: AP counted as 0", name)
         per_class[name] = ClassResult(num_gt, num_difficult, len(dets), ap)
     if unlabelled:
         logger.warning("%d detections on images without a label file were counted as false positives", unlabelled)
-    return EvalResult(class_names, iou_thrs, ap_method, len(image_ids), per_class, len(problems), unlabelled)
+    return EvalResult(class_names, iou_thrs, ap_method, len(image_ids), per_class, len(problems), unlabelled, extra={"pr50": pr50})

@@ -29,6 +29,8 @@ one with ``theta`` in ``[-pi/4, pi/4)`` so an axis-aligned square always has ``t
 Polygon ``poly``: ``(x1, y1, x2, y2, x3, y3, x4, y4)`` in ``[..., 8]``. :func:`obb2poly` emits the
 corners ``(-w/2,-h/2), (w/2,-h/2), (w/2,h/2), (-w/2,h/2)`` in the box frame (mmrotate 0.x order).
 :func:`poly2obb` ignores vertex order: it returns the minimum-area rectangle around the 4 points.
+:func:`poly2obb_edges` is the reference recipe's rule instead (mmrotate 0.x ``poly2obb_np`` le135, the
+fork's ``v2``): it trusts the vertex order and reads the box off the first two edges.
 
 All functions accept torch tensors (any device, float32/float64) or numpy arrays (computed in torch
 on the CPU and returned as numpy of the same dtype).
@@ -43,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ANGLE_VERSIONS", "norm_angle", "regularize", "poly2obb", "obb2poly", "obb2hbb"]
+__all__ = ["ANGLE_VERSIONS", "norm_angle", "regularize", "poly2obb", "poly2obb_edges", "quad_edge_lengths", "obb2poly", "obb2hbb"]
 
 ANGLE_VERSIONS = ("oc", "le90", "le135")
 
@@ -254,3 +256,51 @@ def poly2obb(polys: Tensor, version: str = "le135") -> Tensor:
     theta = torch.where(no_direction, zero, theta)
     boxes = torch.stack([cx, cy, w, h, theta], dim=-1)
     return regularize(boxes, version).reshape(*batch_shape, 5)
+
+
+@_numpy_compatible
+def quad_edge_lengths(polys: Tensor) -> Tensor:
+    """Lengths of the first two edges ``|p1 p2|`` and ``|p2 p3|`` of each quad.
+
+    Args:
+        polys: Tensor[..., 8] ``x1 y1 .. x4 y4``.
+
+    Returns:
+        Tensor[..., 2] ``(e1, e2)``. The reference loader rejects a label when either is under 2 px.
+    """
+    if polys.shape[-1] != 8:
+        raise ValueError(f"quad_edge_lengths expects polygons [..., 8], got shape {tuple(polys.shape)}")
+    p = polys.reshape(*polys.shape[:-1], 4, 2)
+    e1 = torch.linalg.vector_norm(p[..., 1, :] - p[..., 0, :], dim=-1)
+    e2 = torch.linalg.vector_norm(p[..., 2, :] - p[..., 1, :], dim=-1)
+    return torch.stack([e1, e2], dim=-1)
+
+
+@_numpy_compatible
+def poly2obb_edges(polys: Tensor) -> Tensor:
+    """le135 box read off the first two edges of each quad, as the reference recipe builds its targets.
+
+    The rule of mmrotate 0.x's ``poly2obb_np`` (le135) and the reference fork's ``v2``: with
+    ``e1 = |p1 p2|`` and ``e2 = |p2 p3|``, ``w = max(e1, e2)``, ``h = min(e1, e2)``; the angle is the
+    direction of ``p1 -> p2`` when ``e1 > e2`` and of ``p1 -> p4`` otherwise (ties included), wrapped
+    into ``[-pi/4, 3pi/4)``; the centre is the midpoint of the diagonal ``p1 p3``. For a rectangle
+    this is the rectangle itself (squares keep the ``p1 -> p4`` angle, e.g. ``pi/2`` for an
+    axis-aligned square listed clockwise from its top-left corner); for a free quadrilateral it is
+    not the minimum-area rectangle: ``w`` and ``h`` come from two edges only. No size check here:
+    the caller drops boxes with an edge under 2 px (:func:`quad_edge_lengths`).
+
+    Args:
+        polys: Tensor[..., 8] ``x1 y1 .. x4 y4`` in label vertex order.
+
+    Returns:
+        Tensor[..., 5] obb, ``theta`` in ``[-pi/4, 3pi/4)``, ``w >= h``.
+    """
+    if polys.shape[-1] != 8:
+        raise ValueError(f"poly2obb_edges expects polygons [..., 8], got shape {tuple(polys.shape)}")
+    p = polys.reshape(*polys.shape[:-1], 4, 2)
+    e1, e2 = quad_edge_lengths(polys).unbind(-1)
+    along_first = e1 > e2
+    direction = torch.where(along_first.unsqueeze(-1), p[..., 1, :] - p[..., 0, :], p[..., 3, :] - p[..., 0, :])
+    theta = _wrap(torch.atan2(direction[..., 1], direction[..., 0]), -math.pi / 4)
+    centre = 0.5 * (p[..., 0, :] + p[..., 2, :])
+    return torch.stack([centre[..., 0], centre[..., 1], torch.maximum(e1, e2), torch.minimum(e1, e2), theta], dim=-1)

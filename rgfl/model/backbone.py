@@ -26,6 +26,7 @@ RESNET_DEPTHS = {
 }
 FPN_MIN_LEVELS = (2, 3)  # P2 (stride 4) is optional; P3 is the reference's first level
 FPN_MAX_LEVEL = 7  # P6 and P7 come from P5 by stride-2 convs
+NORM_AFFINE_MODES = ("frozen", "trainable")
 
 
 def _load_local_state_dict(path: Path) -> dict[str, Tensor]:
@@ -55,8 +56,13 @@ class ResNetFPN(nn.Module):
             ResNet state dict (torchvision key names; ``fc.*`` may be missing).
         frozen_stages: -1 freezes nothing, 0 the stem (conv1 + bn1), k >= 1 the stem and
             ``layer1..layer{k}`` (mmdet semantics; default 1).
-        norm_eval: True -> every BatchNorm is a ``FrozenBatchNorm2d`` (statistics and affine fixed,
-            the usual setting for detection batch sizes); False -> ordinary trainable BatchNorm.
+        norm_eval: True -> BatchNorm statistics stay at their pretrained values (the usual setting
+            for detection batch sizes); False -> ordinary BatchNorm that learns its statistics too.
+        norm_affine: with ``norm_eval``: ``"frozen"`` -> every BatchNorm is a ``FrozenBatchNorm2d``
+            (weight and bias fixed too); ``"trainable"`` -> ``nn.BatchNorm2d`` kept in eval mode,
+            whose weight and bias train in the stages ``frozen_stages`` leaves trainable (the
+            reference: mmdet's ``norm_cfg requires_grad=True`` with ``norm_eval=True``). Without
+            ``norm_eval`` the affine parameters always train.
         out_channels: FPN channels.
         min_level: 3 for P3-P7 (the reference), 2 to add a stride-4 level P2 built from C2, for
             objects whose centres lie about 8 px apart (cars side by side in a parking row).
@@ -73,8 +79,11 @@ class ResNetFPN(nn.Module):
         norm_eval: bool = True,
         out_channels: int = 256,
         min_level: int = 3,
+        norm_affine: str = "frozen",
     ) -> None:
         super().__init__()
+        if norm_affine not in NORM_AFFINE_MODES:
+            raise ValueError(f"norm_affine must be one of {NORM_AFFINE_MODES}, got {norm_affine!r}")
         if depth not in RESNET_DEPTHS:
             raise ValueError(f"backbone depth must be one of {sorted(RESNET_DEPTHS)}, got {depth}")
         if min_level not in FPN_MIN_LEVELS:
@@ -82,7 +91,7 @@ class ResNetFPN(nn.Module):
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"frozen_stages must be in -1..4, got {frozen_stages}")
         builder_name, weights_name, in_channels = RESNET_DEPTHS[depth]
-        norm_layer = FrozenBatchNorm2d if norm_eval else nn.BatchNorm2d
+        norm_layer = FrozenBatchNorm2d if norm_eval and norm_affine == "frozen" else nn.BatchNorm2d
         builder = getattr(torchvision.models, builder_name)
         pretrained_str = str(pretrained)
         if pretrained_str.lower() == "imagenet":
@@ -113,6 +122,7 @@ class ResNetFPN(nn.Module):
         )
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        self.norm_affine = norm_affine
         frozen = ["stem", "layer1", "layer2", "layer3", "layer4"][: frozen_stages + 1]
         for name in frozen:
             for param in self.body[name].parameters():
@@ -128,6 +138,11 @@ class ResNetFPN(nn.Module):
         # Frozen stages keep their BatchNorm statistics fixed too (matters only with norm_eval=False).
         for name in ["stem", "layer1", "layer2", "layer3", "layer4"][: self.frozen_stages + 1]:
             self.body[name].eval()
+        if self.norm_eval:
+            # Trainable-affine BatchNorms normalise with their pretrained statistics and never update them.
+            for module in self.body.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     def forward(self, images: Tensor) -> list[Tensor]:

@@ -47,7 +47,8 @@ class Priors:
     """Prior points of all FPN levels of one input size (shared by every image of the batch).
 
     Attributes:
-        centers: Tensor[P, 2] ``(x, y)`` pixel coordinates of the cell centers, ``(j + 0.5) * stride``.
+        centers: Tensor[P, 2] ``(x, y)`` pixel coordinates ``(j + offset) * stride`` of each feature
+            cell (``offset`` 0.5: the cell centre, rgfl's default; 0: the reference's mmdet anchors).
         strides: Tensor[P] stride of the level each point belongs to.
         level_sizes: ``[(H_l, W_l)]`` per level; ``sum(H_l * W_l) == P``.
         anchor_side: side of the one square anchor per point (``octave_base_scale * stride``), Tensor[P].
@@ -73,20 +74,24 @@ def make_priors(
     strides: list[int],
     octave_base_scale: float,
     device: torch.device | str = "cpu",
+    offset: float = 0.5,
 ) -> Priors:
-    """Build the prior points of every level (``(j + 0.5) * stride``: the center of each feature cell).
+    """Build the prior points of every level at ``(j + offset) * stride``.
 
     Args:
         level_sizes: ``[(H_l, W_l)]`` feature map sizes, one per level.
         strides: stride of each level in input pixels.
         octave_base_scale: anchor side in strides (one square anchor per point).
+        offset: 0.5 puts each point at the center of its feature cell (default); 0 at the
+            cell's top-left pixel, as mmdet's anchor generator (``center_offset=0``) and so the
+            reference recipe do.
     """
     if len(level_sizes) != len(strides):
         raise ValueError(f"got {len(level_sizes)} feature levels but {len(strides)} strides")
     centers, point_strides = [], []
     for (height, width), stride in zip(level_sizes, strides):
-        ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * stride
-        xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * stride
+        ys = (torch.arange(height, device=device, dtype=torch.float32) + offset) * stride
+        xs = (torch.arange(width, device=device, dtype=torch.float32) + offset) * stride
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
         centers.append(torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=1))
         point_strides.append(torch.full((height * width,), float(stride), device=device))
@@ -138,18 +143,19 @@ class DistanceAngleCoder:
 
     @staticmethod
     def decode(points: Tensor, strides: Tensor, distances: Tensor, theta: Tensor) -> Tensor:
-        """Boxes ``Tensor[N, 5]`` from distances ``Tensor[N, 4]`` (strides) and angles ``Tensor[N]``.
+        """Boxes ``Tensor[N, 5]`` from distances ``Tensor[N, 4]`` (strides) and angles ``Tensor[N]``
+        (any leading shape that broadcasts, e.g. ``[B, P]`` with points ``[1, P, 2]`` and strides ``[1, P]``).
 
         The angle is returned as given (no le135 re-regularization, so that encode/decode are exact
         inverses and the IoU loss sees the raw prediction); use :func:`regularize_le135` for output.
         """
-        distances = distances * strides[:, None]
-        left, top, right, bottom = distances.unbind(1)
+        distances = distances * strides[..., None]
+        left, top, right, bottom = distances.unbind(-1)
         cos, sin = torch.cos(theta), torch.sin(theta)
         du, dv = (right - left) / 2, (bottom - top) / 2
-        cx = points[:, 0] + cos * du - sin * dv
-        cy = points[:, 1] + sin * du + cos * dv
-        return torch.stack([cx, cy, left + right, top + bottom, theta], dim=1)
+        cx = points[..., 0] + cos * du - sin * dv
+        cy = points[..., 1] + sin * du + cos * dv
+        return torch.stack([cx, cy, left + right, top + bottom, theta], dim=-1)
 
 
 class DeltaXYWHACoder:
@@ -178,13 +184,14 @@ class DeltaXYWHACoder:
 
     @classmethod
     def decode(cls, anchors: Tensor, deltas: Tensor) -> Tensor:
-        """Boxes ``Tensor[N, 5]`` (le135 angle) from ``deltas[N, 5]`` relative to ``anchors[N, 5]``."""
-        dx, dy, dw, dh, dt = deltas.unbind(1)
+        """Boxes ``Tensor[N, 5]`` (le135 angle) from ``deltas[N, 5]`` relative to ``anchors[N, 5]``
+        (or any leading shapes that broadcast)."""
+        dx, dy, dw, dh, dt = deltas.unbind(-1)
         dw = dw.clamp(-cls.max_ratio, cls.max_ratio)
         dh = dh.clamp(-cls.max_ratio, cls.max_ratio)
-        xa, ya, wa, ha, ta = anchors.unbind(1)
+        xa, ya, wa, ha, ta = anchors.unbind(-1)
         cos, sin = torch.cos(ta), torch.sin(ta)
         x = xa + wa * dx * cos - ha * dy * sin
         y = ya + wa * dx * sin + ha * dy * cos
         theta = _norm_le135(ta + math.pi * dt)
-        return torch.stack([x, y, wa * torch.exp(dw), ha * torch.exp(dh), theta], dim=1)
+        return torch.stack([x, y, wa * torch.exp(dw), ha * torch.exp(dh), theta], dim=-1)

@@ -40,7 +40,11 @@ class RotatedGFL(nn.Module):
         depth: ResNet depth, 18, 34, 50 or 101.
         pretrained: ``"imagenet"``, ``"none"`` or the path of a local ResNet state dict.
         frozen_stages: -1 none, 0 stem, k stem + layer1..k (default 1).
-        norm_eval: freeze every backbone BatchNorm (statistics and affine); default True.
+        norm_eval: freeze the statistics of every backbone BatchNorm; default True.
+        norm_affine: with ``norm_eval``, ``"frozen"`` (default) also fixes their weight and bias,
+            ``"trainable"`` trains them outside the frozen stages (the reference).
+        prior_offset: prior points at ``(j + offset) * stride``; 0.5 (default) the cell centres,
+            0 the reference's mmdet anchor centres.
         reg_max: bins minus one of each distribution; None -> 16 for ``gfl``, 8 for ``vanilla``.
         feat_channels, stacked_convs: head towers (256 channels, 4 conv + GN(32) + ReLU each).
         fpn_channels: FPN width (256), the head's input.
@@ -97,6 +101,8 @@ class RotatedGFL(nn.Module):
         score_thr: float = 0.05,
         nms_iou: float = 0.1,
         max_per_img: int = 2000,
+        norm_affine: str = "frozen",
+        prior_offset: float = 0.5,
     ) -> None:
         super().__init__()
         head_cls = head_class(head)
@@ -120,8 +126,10 @@ class RotatedGFL(nn.Module):
 
         reg_max = head_cls.default_reg_max if reg_max is None else reg_max
         head_cls.check_options(reg_max, options)  # before the backbone, which may load weights
-
-        self.backbone = ResNetFPN(depth, pretrained, frozen_stages, norm_eval, fpn_channels, fpn_min_level)
+        if not 0.0 <= prior_offset < 1.0:
+            raise ValueError(f"prior_offset must be in [0, 1) (a fraction of the stride), got {prior_offset}")
+        self.prior_offset = float(prior_offset)
+        self.backbone = ResNetFPN(depth, pretrained, frozen_stages, norm_eval, fpn_channels, fpn_min_level, norm_affine=norm_affine)
         self.strides = list(self.backbone.strides)
         self.head = head_cls(
             num_classes,
@@ -152,7 +160,7 @@ class RotatedGFL(nn.Module):
         if key not in self._priors_cache:
             if len(self._priors_cache) > 16:
                 self._priors_cache.clear()
-            self._priors_cache[key] = make_priors(outputs.level_sizes, self.strides, self.octave_base_scale, device)
+            self._priors_cache[key] = make_priors(outputs.level_sizes, self.strides, self.octave_base_scale, device, self.prior_offset)
         return self._priors_cache[key]
 
     def decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor) -> Tensor:

@@ -52,12 +52,14 @@ def test_every_stage_writes_its_files(chain):
         assert patches and all("__" in p.stem for p in patches)
     # train
     assert (out / "work" / "config.yaml").is_file() and (out / "work" / "log.jsonl").is_file()
+    assert (out / "work" / "curves.png").is_file()
     # eval, patch level and merged
     for folder in ("eval_patches", "eval"):
         metrics = json.loads((out / folder / "metrics.json").read_text())
         assert set(metrics) == {"AP50", "AP75", "mAP", "ap_method", "num_images", "per_class"}
         assert all(0.0 <= metrics[k] <= 1.0 for k in ("AP50", "AP75", "mAP"))
         assert (out / folder / "patch_dets" / "shards" / "inference.json").is_file()
+        assert (out / folder / "pr_curves.png").is_file() and (out / folder / "pr_curves.json").is_file()
     patch_images = {p.stem.split("__")[0] for p in (out / "split" / "val" / "images").iterdir()}
     assert json.loads((out / "eval" / "metrics.json").read_text())["num_images"] == len(list((out / "synth" / "val" / "labelTxt").iterdir()))
     assert json.loads((out / "eval_patches" / "metrics.json").read_text())["num_images"] == len(list((out / "split" / "val" / "labelTxt").iterdir()))

@@ -33,6 +33,7 @@ def test_expected_configs_exist():
         "rgfl_r50_fpn_1x_dota_le135.yaml",
         "rgfl_r50_fpn_1x_dota_trainval_le135.yaml",
         "rgfl_vanilla_r50_fpn_1x_dota_le135.yaml",
+        "rgfl_vanilla_r50_fpn_1x_dota_trainval_le135.yaml",
         "rgfl_r18_tiny_cpu.yaml",
     } <= names
 
@@ -40,7 +41,8 @@ def test_expected_configs_exist():
 def test_reference_recipes():
     gfl = load_config(REPO_ROOT / "configs" / "rgfl_r50_fpn_1x_dota_le135.yaml")
     vanilla = load_config(REPO_ROOT / "configs" / "rgfl_vanilla_r50_fpn_1x_dota_le135.yaml")
-    assert (gfl.optimizer.base_lr, gfl.optimizer.base_batch_size) == (0.01, 16)
+    # the same per-image lr as the reference (0.0025 per 2 images); the full table: test_reference_configs.py
+    assert (gfl.optimizer.base_lr, gfl.optimizer.base_batch_size) == (0.0025, 2)
     assert (vanilla.optimizer.base_lr, vanilla.optimizer.base_batch_size) == (0.0025, 2)
     for cfg in (gfl, vanilla):
         assert cfg.schedule.milestones == [8, 11] and cfg.schedule.epochs == 12
@@ -74,7 +76,7 @@ def test_unknown_section(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("model:\n  head: gfll\n", r"model.head: expected one of gfl, vanilla, got 'gfll'; did you mean 'gfl'"),
+        ("model:\n  head: gfll\n", r"model.head: expected one of gfl, vanilla, gflv2, got 'gfll'; did you mean 'gfl'"),
         ("optimizer:\n  momentum: fast\n", r"optimizer.momentum: expected a number, got 'fast'"),
         ("schedule:\n  epochs: 1.5\n", r"schedule.epochs: expected an integer, got 1.5"),
         ("schedule:\n  milestones: 8\n", r"schedule.milestones: expected a list of an integer"),

@@ -260,3 +260,37 @@ def test_mode_side_decoding_reads_a_bimodal_side_at_its_strongest_mode_and_a_tra
         from rgfl.model.heads.base import HeadOptions
 
         type(model.head).check_options(8, HeadOptions(side_decoding="median"))
+
+
+def test_gflv2_exports_to_onnx_with_its_quality_in_the_scores(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from rgfl.engine.build import build_model, load_detector
+    from rgfl.engine.checkpoint import save_checkpoint
+    from rgfl.engine.config import config_to_dict, load_config
+    from rgfl.export.onnx import OnnxDetector, export_onnx
+    from tests.engine.helpers import TINY_CONFIG
+    from tests.test_export_onnx import assert_same_detections
+
+    overrides = ["data.classes=plane,ship", "data.input_size=64", "model.stacked_convs=1", "model.nms_pre=100", "model.head=gflv2"]
+    cfg = load_config(TINY_CONFIG, overrides)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 2)
+    with torch.no_grad():
+        model.head.cls_conv.weight.mul_(8.0)
+        model.head.cls_conv.bias.fill_(0.0)
+        model.head.reg_conv.weight.mul_(20.0)  # boxes of many shapes and angles, distributions of many shapes
+        torch.nn.init.normal_(model.head.dgqp.hidden.weight, std=1.0)  # qualities spread over (0, 1)
+        torch.nn.init.normal_(model.head.dgqp.out.weight, std=0.3)
+    path = save_checkpoint({"config": config_to_dict(cfg), "model": model.state_dict()}, tmp_path / "gflv2.pt")
+    detector, _ = load_detector(path)
+    export_onnx(detector, ("plane", "ship"), tmp_path / "gflv2.onnx", 64, batch=None)
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 3, 64, 64), dtype=np.uint8))
+    sizes = [(64, 64), (64, 40)]
+    outputs = detector(images)
+    assert float(outputs.quality.detach().std()) > 0.1
+    expected = detector.predict(images, sizes)
+    assert sum(len(d) for d in expected) > 30
+    assert_same_detections(expected, OnnxDetector(tmp_path / "gflv2.onnx").predict(images, sizes))

@@ -233,6 +233,16 @@ class DenseHead(nn.Module):
             box_logits: Tensor[N, D] rows of ``HeadOutputs.box_logits``.
             angle_logits: Tensor[N] rows of ``HeadOutputs.angle_logits`` (None where the variant has none).
         """
+        return self.decode_boxes(box_logits, angle_logits, priors.centers[index], priors.strides[index], priors.anchor_side[index])
+
+    def decode_boxes(self, box_logits: Tensor, angle_logits: Tensor | None, centers: Tensor, strides: Tensor, anchor_side: Tensor) -> Tensor:
+        """Boxes Tensor[..., 5] float32 (raw angle: not regularized to le135) of predictions at given prior points.
+
+        Everything broadcasts over the leading dimensions: rows (``box_logits [N, D]``, ``centers
+        [N, 2]``, ``strides [N]``, ``anchor_side [N]``) as :meth:`decode` passes them, or a whole
+        batch (``box_logits [B, P, D]``, ``angle_logits [B, P]``, ``centers [1, P, 2]``, ...) as the
+        ONNX export does.
+        """
         raise NotImplementedError
 
     def losses(

@@ -70,30 +70,30 @@ class GFLHead(DenseHead):
 
     # ------------------------------------------------------------------ decoding
     def side_distances(self, box_logits: Tensor, decoding: str = "mean") -> Tensor:
-        """Side distances Tensor[N, 4] (strides) of box logits Tensor[N, 4K].
+        """Side distances Tensor[..., 4] (strides) of box logits Tensor[..., 4K].
 
         ``mean``: the integral (expectation) of each distribution, as GFL decodes and trains.
         ``mode``: the expectation over the strongest bin and its two neighbours only. A side that
         DFL trained has its mass on two adjacent bins, where both agree; a flat or bimodal side is
         read at its strongest mode instead of between its modes.
         """
-        probs = F.softmax(box_logits.float().view(box_logits.shape[0], 4, self.num_bins), dim=2)
+        probs = F.softmax(box_logits.float().unflatten(-1, (4, self.num_bins)), dim=-1)
         if decoding == "mean":
-            return (probs * self.projection).sum(dim=2)
-        bins = probs.argmax(dim=2, keepdim=True) + torch.arange(-1, 2, device=probs.device)  # [N, 4, 3]
+            return (probs * self.projection[0]).sum(dim=-1)
+        bins = probs.argmax(dim=-1, keepdim=True) + torch.arange(-1, 2, device=probs.device)  # [..., 4, 3]
         inside = (bins >= 0) & (bins < self.num_bins)
         bins = bins.clamp(0, self.num_bins - 1)
-        mass = probs.gather(2, bins) * inside
-        return (mass * bins).sum(dim=2) / mass.sum(dim=2)
+        mass = probs.gather(-1, bins) * inside
+        return (mass * bins).sum(dim=-1) / mass.sum(dim=-1)
 
-    def decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor) -> Tensor:
-        return self._decode(box_logits, angle_logits, priors, index, self.options.side_decoding)
-
-    def _decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor, decoding: str) -> Tensor:
+    def decode_boxes(
+        self, box_logits: Tensor, angle_logits: Tensor | None, centers: Tensor, strides: Tensor, anchor_side: Tensor, decoding: str | None = None
+    ) -> Tensor:
+        """See :meth:`DenseHead.decode_boxes`; ``decoding`` overrides ``side_decoding`` (``mean`` or ``mode``)."""
         assert angle_logits is not None
         theta = DistanceAngleCoder.angle_from_logit(angle_logits.float(), self.options.angle_coding)
-        distances = self.side_distances(box_logits, decoding)
-        return DistanceAngleCoder.decode(priors.centers[index], priors.strides[index], distances, theta)
+        distances = self.side_distances(box_logits, decoding or self.options.side_decoding)
+        return DistanceAngleCoder.decode(centers, strides, distances, theta)
 
     # ------------------------------------------------------------------ training
     def losses(
@@ -108,7 +108,8 @@ class GFLHead(DenseHead):
         if num_pos > 0:
             # Training decodes by the mean whatever side_decoding says: the integral is what DFL and
             # the IoU loss shape (and the mode's argmax has no gradient).
-            pred_boxes = self._decode(box_logits[pos_flat], angle_logits[pos_flat], priors, pos_prior, "mean")  # [N, 5]
+            centers, strides, sides = priors.centers[pos_prior], priors.strides[pos_prior], priors.anchor_side[pos_prior]
+            pred_boxes = self.decode_boxes(box_logits[pos_flat], angle_logits[pos_flat], centers, strides, sides, "mean")  # [N, 5]
             iou = rotated_iou(pred_boxes, gt_boxes)  # [N] float32, differentiable
             quality[pos_flat, labels[pos_flat]] = iou.detach()
             # Quality weight: the detached max class score of each positive (GFL 6.2).

@@ -91,8 +91,13 @@ def joint_logit(cls_logits: Tensor, quality_logits: Tensor) -> Tensor:
     z = quality_logits.float()
     log_s, log_not_s = F.logsigmoid(c), F.logsigmoid(-c)
     log_p = log_s + F.logsigmoid(z)
-    log_not_p = torch.logaddexp(log_not_s, log_s + F.logsigmoid(-z))
+    log_not_p = _logaddexp(log_not_s, log_s + F.logsigmoid(-z))
     return log_p - log_not_p
+
+
+def _logaddexp(a: Tensor, b: Tensor) -> Tensor:
+    # torch.logaddexp in elementary operations, which every ONNX opset exports.
+    return torch.maximum(a, b) + torch.log1p(torch.exp(-(a - b).abs()))
 
 
 class GFLv2Head(GFLHead):

@@ -48,10 +48,12 @@ class VanillaHead(DenseHead):
         if options.quality_weight_floor > 0:
             raise ValueError("quality_weight_floor is for the gfl head's score-weighted box loss; the vanilla head does not weight it")
 
-    def decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor) -> Tensor:
-        probs = F.softmax(box_logits.float().view(box_logits.shape[0], 5, self.num_bins), dim=2)
-        deltas = (probs * self.projection).sum(dim=2)  # [N, 5]
-        return DeltaXYWHACoder.decode(priors.anchors()[index], deltas)
+    def decode_boxes(self, box_logits: Tensor, angle_logits: Tensor | None, centers: Tensor, strides: Tensor, anchor_side: Tensor) -> Tensor:
+        probs = F.softmax(box_logits.float().unflatten(-1, (5, self.num_bins)), dim=-1)
+        deltas = (probs * self.projection).sum(dim=-1)  # [..., 5]
+        # The square, axis-aligned anchor of each point (Priors.anchors()).
+        anchors = torch.stack([centers[..., 0], centers[..., 1], anchor_side, anchor_side, torch.zeros_like(anchor_side)], dim=-1)
+        return DeltaXYWHACoder.decode(anchors, deltas)
 
     def losses(
         self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: PositiveTargets, priors: Priors

@@ -1,0 +1,1 @@
+"""Taking a trained detector elsewhere: ONNX export (:mod:`rgfl.export.onnx`)."""
