@@ -8,9 +8,11 @@ random clutter, scores with ties), then times:
   included; numba kernels compiled beforehand, as the on-disk cache does after the first run);
 - reference: a plain-Python port of the official ``dota_evaluation_task1.py`` (one threshold) on a
   subset of the images, extrapolated per detection to the full set;
-- merge (``--merge``): the same detections written as 1024-patch files, indexed and merged.
+- merge (``--merge``): the same detections written as 1024-patch files, indexed and merged;
+- malformed (``--malformed``): rgfl again after one malformed line was put in the middle of every
+  Task1 file (the bulk scanner must stay on its fast path; the clean files are the peer).
 
-Usage: python benchmarks/eval.py [--images 458] [--dets-per-image 2200] [--repeats 3] [--merge]
+Usage: python benchmarks/eval.py [--images 458] [--dets-per-image 2200] [--repeats 3] [--merge] [--malformed]
 Prints a table; medians over repeats. The machine is shared, so expect noise.
 """
 
@@ -84,6 +86,17 @@ def time_rgfl(root: Path, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def add_malformed_lines(root: Path) -> int:
+    """Put one malformed line (9 fields) in the middle of every Task1 file; returns how many."""
+    count = 0
+    for path in sorted((root / "dets").glob("Task1_*.txt")):
+        lines = path.read_bytes().split(b"\n")
+        lines.insert(len(lines) // 2, b"P0000 0.5 1 2 3 4 5 6 7")
+        path.write_bytes(b"\n".join(lines))
+        count += 1
+    return count
+
+
 def time_reference(root: Path, subset: int) -> tuple[float, int, dict, dict]:
     """Official algorithm (plain-Python port from the tests) on the first `subset` images, AP50."""
     from tests.evaluation import official_port
@@ -144,6 +157,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reference-images", type=int, default=8)
     parser.add_argument("--merge", action="store_true", help="also time merge-submit's library path")
+    parser.add_argument("--malformed", action="store_true", help="also time files with one malformed line each")
+    parser.add_argument("--no-reference", action="store_true", help="skip the official-algorithm timing")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,14 +172,26 @@ def main() -> None:
         rgfl_s, result = time_rgfl(root, args.repeats)
         n_dets = sum(c.num_dets for c in result.per_class.values())
         n_gt = sum(c.num_gt + c.num_difficult for c in result.per_class.values())
+        print()
+        print(f"| what | images | objects | detections | thresholds | seconds |")
+        print(f"|---|---|---|---|---|---|")
+        print(f"| rgfl evaluate_detections (files -> AP) | {result.num_images} | {n_gt} | {n_dets} | 10 | {rgfl_s:.2f} |")
+        if args.malformed:
+            import logging
+
+            logging.getLogger("rgfl").setLevel(logging.ERROR)  # one warning per bad line otherwise
+            files = add_malformed_lines(root)
+            bad_s, bad_result = time_rgfl(root, args.repeats)
+            assert bad_result.AP50 == result.AP50  # the bad lines are skipped, nothing else changes
+            print(f"| rgfl, one malformed line in each of the {files} files | {result.num_images} | {n_gt} | {n_dets} | 10 | {bad_s:.2f} |")
+            print(f"\nmalformed / clean: {bad_s / rgfl_s:.2f}x (medians of {args.repeats})")
+        if args.no_reference:
+            return
         ref_s, ref_dets, ref_aps, our_aps = time_reference(root, args.reference_images)
         worst = max(abs(ref_aps[n] - our_aps[n]) for n in DOTA_V1_0)
         ref_full = ref_s / max(ref_dets, 1) * n_dets
 
         print()
-        print(f"| what | images | objects | detections | thresholds | seconds |")
-        print(f"|---|---|---|---|---|---|")
-        print(f"| rgfl evaluate_detections (files -> AP) | {result.num_images} | {n_gt} | {n_dets} | 10 | {rgfl_s:.2f} |")
         print(f"| official algorithm (Python port), subset | {args.reference_images} | - | {ref_dets} | 1 | {ref_s:.2f} |")
         print(f"| official algorithm, extrapolated to full set | {result.num_images} | {n_gt} | {n_dets} | 1 | {ref_full:.0f} |")
         print(f"| official algorithm, extrapolated, 10 thresholds | | | | 10 | {10 * ref_full:.0f} |")

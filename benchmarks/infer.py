@@ -5,6 +5,7 @@ Usage::
     python benchmarks/infer.py                         # CPU, 1024 and 512 patches, 3 repeats
     python benchmarks/infer.py --sizes 1024 --repeats 5 --threads 2
     python benchmarks/infer.py --device cuda --batch 8 # also patches/s with and without autocast
+    python benchmarks/infer.py --device cuda --sizes 1024 --batch 2 --post-only  # NMS paths only (~1 min)
 
 Parts timed on the same random input (uint8 RGB, batch 1 on CPU):
 
@@ -13,6 +14,13 @@ Parts timed on the same random input (uint8 RGB, batch 1 on CPU):
 - decode: everything in ``model.postprocess`` except NMS (top-k per level, score threshold,
   distribution integrals, box decoding);
 - NMS: the class-aware rotated NMS inside ``postprocess``.
+
+On CUDA, post-processing is timed with both NMS paths on the same candidates: the device path
+(backend ``torch``, ``rgfl.geometry.nms_torch``, what ``auto`` picks for CUDA tensors) and the old path (backend
+``numba``: candidates copied to the CPU, the numba kernel, indices copied back); the table gives
+each one's share of the whole (backbone + head + post-processing) and whether both kept the same
+detections. ``--post-only`` prints just that table (on the CPU too, where the torch path is not
+what ``auto`` picks: a check of the script, not a measurement that matters).
 
 With random weights almost no score passes the 0.05 threshold, which would make post-processing
 look free. So the classification logits are shifted (after the head, before post-processing) so
@@ -60,7 +68,10 @@ def shift_for_candidates(cls_logits: torch.Tensor, candidates: int, score_thr: f
     return threshold_logit - kth.item() + 1e-4
 
 
-def bench_rgfl(size: int, batch: int, device: torch.device, repeats: int, candidates: int, amp: bool, sync) -> dict[str, float]:
+def bench_rgfl(
+    size: int, batch: int, device: torch.device, repeats: int, candidates: int, amp: bool, sync, nms_backends: tuple[str, ...] = ("auto",)
+) -> dict[str, float]:
+    """Times of the parts; ``decode``/``NMS`` of the first backend, ``decode <b>``/``NMS <b>`` of each."""
     import rgfl.model.detector as detector_module
 
     model = build_rgfl(device)
@@ -76,11 +87,12 @@ def bench_rgfl(size: int, batch: int, device: torch.device, repeats: int, candid
 
         nms_seconds: list[float] = []
         original_nms = detector_module.batched_nms_rotated
+        nms_backend = ["auto"]
 
         def timed_nms(*args, **kwargs):
             sync()
             start = time.perf_counter()
-            keep = original_nms(*args, **kwargs)
+            keep = original_nms(*args, backend=nms_backend[0], **kwargs)
             sync()
             nms_seconds.append(time.perf_counter() - start)
             return keep
@@ -90,14 +102,21 @@ def bench_rgfl(size: int, batch: int, device: torch.device, repeats: int, candid
             result: dict[str, float] = {}
             result["backbone+FPN"] = median_time(lambda: model.backbone((images.float() - model.pixel_mean) / model.pixel_std), repeats, sync)
             result["head"] = median_time(lambda: model.head(features, model.strides), repeats, sync)
-            nms_seconds.clear()
-            post = median_time(lambda: model.postprocess(shifted), repeats, sync)
-            nms = statistics.median(nms_seconds) if nms_seconds else 0.0
-            result["decode"] = max(post - nms, 0.0)
-            result["NMS"] = nms
-            detections = model.postprocess(shifted)
-            result["detections"] = float(sum(len(d) for d in detections)) / batch
-            result["total"] = result["backbone+FPN"] + result["head"] + post
+            kept = {}
+            for backend in nms_backends:
+                nms_backend[0] = backend
+                nms_seconds.clear()
+                post = median_time(lambda: model.postprocess(shifted), repeats, sync)
+                nms = statistics.median(nms_seconds[1:]) if len(nms_seconds) > 1 else 0.0  # [0]: warm-up
+                result[f"decode {backend}"] = max(post - nms, 0.0)
+                result[f"NMS {backend}"] = nms
+                result[f"total {backend}"] = result["backbone+FPN"] + result["head"] + post
+                detections = model.postprocess(shifted)
+                kept[backend] = [(d.scores.tolist(), d.labels.tolist()) for d in detections]
+            first = nms_backends[0]
+            result["decode"], result["NMS"], result["total"] = result[f"decode {first}"], result[f"NMS {first}"], result[f"total {first}"]
+            result["detections"] = float(sum(len(scores) for scores, _ in kept[first])) / batch
+            result["same detections"] = float(all(kept[b] == kept[first] for b in nms_backends))
         finally:
             detector_module.batched_nms_rotated = original_nms
     return result
@@ -157,6 +176,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=3000, help="(prior, class) pairs above the score threshold per image")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--post-only", action="store_true", help="only the rgfl parts (no FCOS, no end-to-end predict timing)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -167,6 +187,10 @@ def main() -> None:
           f"batch {args.batch}, {args.repeats} repeats, torch {torch.__version__}")
 
     amp_modes = [False, True] if device.type == "cuda" else [False]
+    if device.type == "cuda" or args.post_only:
+        post_share_table(args, device, sync, amp_modes)
+    if args.post_only:
+        return
     for amp in amp_modes:
         tag = " autocast bf16" if amp else ""
         header = (
@@ -185,6 +209,27 @@ def main() -> None:
                 f"{size:>5} | {parts['backbone+FPN']:>12.4f} {parts['head']:>8.4f} {parts['decode']:>8.4f} {parts['NMS']:>8.4f} "
                 f"{parts['total']:>8.4f} | {100 * post / parts['total']:>5.1f}% | {parts['detections']:>6.0f} | {fcos_backbone:>11.4f} | "
                 f"{predict:>8.4f} {fcos:>8.4f} {ratio:>9.2f} | {args.batch / predict:>8.2f}"
+            )
+
+
+def post_share_table(args, device: torch.device, sync, amp_modes: list[bool]) -> None:
+    """Post-processing share of GPU inference with the device NMS against the old CPU NMS."""
+    header = (
+        f"{'size':>5} {'amp':>5} | {'bb+FPN+head':>11} | {'decode':>7} {'NMS dev':>8} {'post %':>6} | "
+        f"{'decode':>7} {'NMS cpu':>8} {'post %':>6} | {'same':>4} | {'dets':>6}"
+    )
+    print(f"\npost-processing share, {args.candidates} candidates per image: device NMS | old CPU NMS (numba, copies); seconds per batch")
+    print(header)
+    print("-" * len(header))
+    for amp in amp_modes:
+        for size in args.sizes:
+            parts = bench_rgfl(size, args.batch, device, args.repeats, args.candidates, amp, sync, ("torch", "numba"))
+            network = parts["backbone+FPN"] + parts["head"]
+            share = {b: 100 * (parts[f"decode {b}"] + parts[f"NMS {b}"]) / parts[f"total {b}"] for b in ("torch", "numba")}
+            print(
+                f"{size:>5} {'bf16' if amp else 'fp32':>5} | {network:>11.4f} | {parts['decode torch']:>7.4f} {parts['NMS torch']:>8.4f} "
+                f"{share['torch']:>5.1f}% | {parts['decode numba']:>7.4f} {parts['NMS numba']:>8.4f} {share['numba']:>5.1f}% | "
+                f"{'yes' if parts['same detections'] else 'NO':>4} | {parts['detections']:>6.0f}"
             )
 
 

@@ -6,6 +6,7 @@ Usage::
     python benchmarks/learn_synth.py --epochs 8 --train-images 16
     python benchmarks/learn_synth.py --real                   # also the DOTA sample overfit check
     python benchmarks/learn_synth.py --skip-synth --real      # only the overfit check (~65 min on 2 cores)
+    python benchmarks/learn_synth.py --ext jpg                # synthetic patches as JPEG (quality 95)
     python benchmarks/learn_synth.py --heads gfl vanilla gflv2 --seeds 0 1 2   # head variants, equal budget
     python benchmarks/learn_synth.py --skip-synth --rescore-decoding mode --epochs 4   # the same checkpoints, mode-decoded sides
 
@@ -134,7 +135,7 @@ def train_with_eval(config: Path, overrides: list[str], work: Path, callback: Ev
     cfg = load_config(config, overrides)
     start = time.perf_counter()
     callback.train_start = start
-    train(cfg, work, resume=None, callbacks=[callback])
+    train(cfg, work, resume=None, callbacks=[callback], overwrite=True)  # a rerun into the same --out trains afresh
     return time.perf_counter() - start - callback.eval_seconds
 
 
@@ -198,6 +199,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="train.seed of each run; with --heads every head trains with every seed")
     parser.add_argument("--eval-every", type=int, default=1, help="evaluate every N-th epoch of the synthetic runs (set it to --epochs to score only the end)")
     parser.add_argument("--rescore-decoding", choices=["mean", "mode"], default=None, help="after the runs (or with --skip-synth, of the runs.json in --out), score the gfl/gflv2 final checkpoints again with this side decoding")
+    parser.add_argument("--ext", choices=["png", "jpg"], default="png", help="patch format of the synthetic splits (rgfl split --ext; jpg: quality 95)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers for inference")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides (section.key=value)")
@@ -223,7 +225,7 @@ def main() -> None:
 
     if not args.skip_synth:
         synth, split = out / "synth", out / "split"
-        data_key = {k: getattr(args, k) for k in ("train_images", "val_images", "image_size", "objects", "patch", "overlap", "train_overlap")}
+        data_key = {k: getattr(args, k) for k in ("train_images", "val_images", "image_size", "objects", "patch", "overlap", "train_overlap", "ext")}
         marker = out / "data.json"
         if marker.is_file() and json.loads(marker.read_text()) == data_key:
             print(f"data: reusing {split} (same settings)", flush=True)
@@ -233,7 +235,7 @@ def main() -> None:
             rgfl("synth", synth / "train", "--images", args.train_images, "--size", args.image_size, "--seed", 0, "--empty-fraction", 0, "--classes", SYNTH_CLASSES, *density)
             rgfl("synth", synth / "val", "--images", args.val_images, "--size", args.image_size, "--seed", 1, "--empty-fraction", 0, "--classes", SYNTH_CLASSES, *density)
             for part, overlap in (("train", args.train_overlap), ("val", args.overlap)):
-                rgfl("split", synth / part, split / part, "--size", args.patch, "--overlap", overlap, "--workers", 1)
+                rgfl("split", synth / part, split / part, "--size", args.patch, "--overlap", overlap, "--workers", 1, "--ext", args.ext)
             marker.write_text(json.dumps(data_key))
             print(f"data: {time.perf_counter() - began:.1f} s", flush=True)
         milestones = [max(1, round(args.epochs * 8 / 12)), max(1, round(args.epochs * 11 / 12))]

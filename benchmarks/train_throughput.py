@@ -14,10 +14,19 @@ spent waiting for the next batch (target < 5%), and loop / bare-step throughput.
 
 Settings: ``cpu-tiny`` (configs/rgfl_r18_tiny_cpu.yaml, 256 px, batch 4) always; on CUDA also
 ``cuda-r50-1024`` and ``cuda-r50-1024-amp`` (configs/rgfl_r50_fpn_1x_dota_le135.yaml, 1024 x 1024
-patches, batch 2, fp32 vs bf16 autocast).
+patches, batch 2, fp32 vs bf16 autocast). The patches are synthetic scenes (``rgfl synth``)
+written at the patch size, PNG by default (``--ext jpg``: JPEG quality 95, as ``rgfl split --ext
+jpg`` writes them); ``--data SPLIT`` trains on an existing split folder instead.
+
+Before the loop, the data path alone: how many patches per second one process decodes and
+augments (``DotaDataset[i]``, the work of one DataLoader worker) for PNG and JPEG patches of the
+1024 setting, and how many workers a step rate of ``--target`` images/s needs (the GPU reaches
+about 20-26 images/s for an R50 step at 1024 px, batch 2).
 
     python benchmarks/train_throughput.py                 # all settings available here
     python benchmarks/train_throughput.py --settings cpu-tiny --iters 20
+    python benchmarks/train_throughput.py --decode-only   # the data-path table alone (CPU)
+    python benchmarks/train_throughput.py --settings cuda-r50-1024 cuda-r50-1024-amp --iters 20
 """
 
 from __future__ import annotations
@@ -109,6 +118,59 @@ def run_bare_step(trainer, iters: int, warmup: int) -> float:
     return trainer.cfg.data.batch_size / statistics.median(times)
 
 
+def measure_decode(size: int, count: int, ext: str, tmp: Path) -> dict[str, float]:
+    """One process reading + decoding + augmenting ``count`` synthetic ``size`` px patches in
+    ``ext`` with the R50 config's training transforms, as one DataLoader worker does (one torch
+    thread). Rates per CPU second of this process (what a worker with a core of its own reaches,
+    robust to a loaded machine) and per wall second."""
+    from rgfl.data.dataset import read_image
+    from rgfl.engine.build import build_train_dataset, class_names
+
+    root = tmp / f"decode_{ext}"
+    generate_synthetic_dataset(root, num_images=count, image_size=size, seed=0, empty_fraction=0.0, ext=ext)
+    cfg = load_config(REPO / "configs" / SETTINGS["cuda-r50-1024"][0], [f"data.root={root}", "data.skip_empty=false"])
+    dataset = build_train_dataset(cfg.data, class_names(cfg.data))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        dataset[0]  # imports, first-call costs
+        cpu, wall = time.process_time(), time.perf_counter()
+        for index in range(len(dataset)):
+            dataset[index]
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        decode_cpu = time.process_time()
+        for path in dataset.image_paths:
+            read_image(path)
+        decode_cpu = time.process_time() - decode_cpu
+    finally:
+        torch.set_num_threads(threads)
+    megabytes = sum(f.stat().st_size for f in (root / "images").iterdir()) / count / 1e6
+    return {"per_cpu_s": len(dataset) / cpu, "per_wall_s": len(dataset) / wall, "decode_share": decode_cpu / cpu, "mb": megabytes}
+
+
+def decode_table(size: int, count: int, target: float) -> None:
+    import math
+
+    tmp = Path(tempfile.mkdtemp(prefix="rgfl_bench_decode_"))
+    try:
+        print(f"\ndata path: one process (one worker), {size} px synthetic patches, {count} per format, R50 config transforms")
+        header = (
+            f"{'format':<6} {'MB/patch':>8} {'patches/CPU s':>13} {'ms CPU/patch':>12} {'decode share':>12} {'patches/wall s':>14} "
+            f"{f'workers for {target:g} img/s':>22}"
+        )
+        print(header)
+        print("-" * len(header))
+        for ext in ("png", "jpg"):
+            r = measure_decode(size, count, ext, tmp)
+            print(
+                f"{ext:<6} {r['mb']:>8.2f} {r['per_cpu_s']:>13.1f} {1000 / r['per_cpu_s']:>12.1f} {100 * r['decode_share']:>11.0f}% "
+                f"{r['per_wall_s']:>14.1f} {math.ceil(target / r['per_cpu_s']):>22}"
+            )
+        print("workers: ceil(target / patches per CPU second), each worker with a free core")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     available = [name for name in SETTINGS if name.startswith("cpu") or torch.cuda.is_available()]
@@ -117,19 +179,31 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the engine's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--ext", choices=["png", "jpg"], default="png", help="format of the generated patches")
+    parser.add_argument("--data", type=Path, default=None, help="train on this split folder (images/ + labelTxt/) instead of generated patches")
+    parser.add_argument("--decode-patches", type=int, default=12, help="patches per format in the data-path table (0: skip it)")
+    parser.add_argument("--target", type=float, default=26.0, help="step rate (images/s) the data path must keep up with")
+    parser.add_argument("--decode-only", action="store_true", help="print the data-path table only")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
+    if args.decode_patches:
+        decode_table(1024, args.decode_patches, args.target)
+    if args.decode_only:
+        return
 
     rows = []
     for name in args.settings:
         config, size, images, overrides = SETTINGS[name]
         tmp = Path(tempfile.mkdtemp(prefix=f"rgfl_bench_{name}_"))
         try:
-            generate_synthetic_dataset(tmp / "split", num_images=images, image_size=size, seed=0, empty_fraction=0.0)
+            root = args.data
+            if root is None:
+                root = tmp / "split"
+                generate_synthetic_dataset(root, num_images=images, image_size=size, seed=0, empty_fraction=0.0, ext=args.ext)
             settings = overrides + [
-                f"data.root={tmp / 'split'}",
+                f"data.root={root}",
                 f"schedule.max_iters={args.warmup + args.iters}",
                 "schedule.epochs=100",
                 "train.log_interval=1",

@@ -83,12 +83,20 @@ def find_config(name: str = CONFIG_NAME) -> Path:
     return shipped
 
 
+def _rule(title: str) -> None:
+    """A bold title rule, at most 100 columns wide (the console is very wide without a terminal)."""
+    from rich.rule import Rule
+    from rich.text import Text
+
+    console.print(Rule(Text(title, style="bold")), width=min(console.width, 100))
+
+
 def run_stage(title: str, args: list[str]) -> None:
     """Run one rgfl command in this process, exactly as typed on the command line."""
     from rgfl.cli.main import app
     from rgfl.errors import RgflError
 
-    console.rule(f"[bold]{title}")
+    _rule(title)
     console.print("$ rgfl " + shlex.join(args), highlight=False, markup=False)
     command = typer.main.get_command(app)
     try:
@@ -103,7 +111,7 @@ def run_stage(title: str, args: list[str]) -> None:
 def demo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo writes.")] = Path("rgfl-demo"),
     quick: Annotated[bool, typer.Option("--quick", help="Toy sizes: every stage in about a minute (APs meaningless).")] = False,
-    config: Annotated[Path | None, typer.Option("--config", help=f"Training config [default: configs/{CONFIG_NAME}].", show_default=False)] = None,
+    config: Annotated[Path | None, typer.Option("--config", help=f"Training config \\[default: configs/{CONFIG_NAME}].", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "cpu",
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs (default: 10, or 1 with --quick).", show_default=False)] = None,
 ) -> None:
@@ -143,12 +151,15 @@ def demo_command(
 
     overrides = ["--set", f"data.classes={DEMO_CLASSES}", "--set", f"schedule.epochs={epochs}", "--set", f"train.device={device}"]
     # A short run: warm up over 20 iterations instead of the config's 100 (which would be most of it).
-    overrides += ["--set", "schedule.warmup_iters=20"]
+    # (--quick stops after max_iters: no longer warm-up than that, which training would warn about)
+    warmup = 20 if plan.max_iters is None else min(20, plan.max_iters)
+    overrides += ["--set", f"schedule.warmup_iters={warmup}"]
     if plan.max_iters is not None:
         overrides += ["--set", f"schedule.max_iters={plan.max_iters}"]
     if plan.input_size is not None:
         overrides += ["--set", f"data.input_size={plan.input_size}"]
-    stage("train", ["train", str(config), "--data", str(split / "train"), "--work-dir", str(work), *overrides])
+    # --overwrite: a demo run into a folder of an earlier one trains afresh, as every other stage does.
+    stage("train", ["train", str(config), "--data", str(split / "train"), "--work-dir", str(work), "--overwrite", *overrides])
     checkpoint = _latest_checkpoint(work)
 
     device_args = ["--device", device]
@@ -165,7 +176,7 @@ def demo_command(
     )
 
     total = time.perf_counter() - start
-    console.rule("[bold]rgfl demo: done")
+    _rule("rgfl demo: done")
     print_metrics_table(json.loads((out / "eval" / "metrics.json").read_text(encoding="utf-8")), "AP on the held-out val images (merged, image level)")
     for title, seconds in times:
         console.print(f"  {title:<28} {seconds:7.1f} s", highlight=False)

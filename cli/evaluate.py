@@ -9,38 +9,46 @@ from __future__ import annotations
 
 import json
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from rgfl.cli.common import ClassesOption, console, handle_errors
+from rgfl.cli.common import ClassesOption, console, handle_errors, stdout_console
 
 # Results go to stdout (pipeable); progress and warnings go to stderr through `console`.
-stdout_console = Console()
 
 __all__ = ["eval_command", "print_eval_table", "write_eval_json"]
+
+
+class MeanOver(str, Enum):
+    present = "present"
+    all = "all"
 
 
 def print_eval_table(result, title: str = "DOTA Task1") -> None:
     """Rich table: class, #gt, #dets, AP50, AP75, mAP (+ any other threshold), in percent."""
     extra = [t for t in result.iou_thrs if t not in (0.5, 0.75)] if result.iou_thrs != _coco() else []
-    table = Table(title=f"{title} ({result.ap_method} AP, {result.num_images} images)")
+    caption = f"{title} ({result.ap_method} AP, {result.num_images} images)"
+    table = Table(title=caption, min_width=len(caption))  # a title is wrapped to the table's width
     table.add_column("class")
     table.add_column("#gt", justify="right")
     table.add_column("#dets", justify="right")
     for name in ["AP50", "AP75", "mAP", *[f"AP@{t:g}" for t in extra]]:
         table.add_column(name, justify="right")
+    averaged = set(result.averaged_classes)
     for name in result.class_names:
         c = result.per_class[name]
         cells = [c.ap[0.5], c.ap[0.75], result.class_map(name), *[c.ap[t] for t in extra]]
-        table.add_row(name, str(c.num_gt), str(c.num_dets), *[f"{100 * v:.2f}" for v in cells])
+        # A class without ground truth has no AP to speak of; "-" unless the mean counts it.
+        shown = [f"{100 * v:.2f}" if name in averaged else "-" for v in cells]
+        table.add_row(name, str(c.num_gt), str(c.num_dets), *shown)
     totals = [result.AP50, result.AP75, result.mAP, *[result.ap(t) for t in extra]]
     table.add_section()
     table.add_row(
-        "mean",
+        f"mean of {len(averaged)}/{len(result.class_names)}" if len(averaged) != len(result.class_names) else "mean",
         str(sum(c.num_gt for c in result.per_class.values())),
         str(sum(c.num_dets for c in result.per_class.values())),
         *[f"{100 * v:.2f}" for v in totals],
@@ -94,7 +102,16 @@ def eval_command(
     json_path: Annotated[
         Optional[Path], typer.Option("--json", help="Also write the results as JSON to this file.", show_default=False)
     ] = None,
-    strict: Annotated[bool, typer.Option(help="Stop at the first malformed line instead of skipping it.")] = False,
+    mean_over: Annotated[
+        MeanOver,
+        typer.Option(
+            "--mean-over",
+            help="Classes averaged into AP50/AP75/mAP: present = those with (non-difficult) ground truth in the "
+            "evaluated images (mmdet/mmrotate); all = every class of the class set, absent ones as 0 (the official "
+            "DOTA devkit script, which divides by its 15 classes). Equal when every class is present.",
+        ),
+    ] = MeanOver.present,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first malformed line instead of skipping it.")] = False,
     # Options of the CHECKPOINT path (issue 7; implemented in rgfl.cli.run_model).
     data: Annotated[Optional[Path], typer.Option("--data", help="With CHECKPOINT: split val set (rgfl split output).", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="With CHECKPOINT: output folder.", show_default=False)] = None,
@@ -107,6 +124,16 @@ def eval_command(
     """Score DOTA Task1 detection files like the official evaluation (AP50, AP75, mAP@0.5:0.95).
 
     Running a checkpoint: rgfl eval CHECKPOINT --data SPLIT_VAL_ROOT --out DIR runs the model over the patches (batched, DataLoader workers, autocast on GPU), writes the patch detections (DIR/patch_dets/Task1_<class>.txt) and scores them against SPLIT_VAL_ROOT/labelTxt (patch level, the protocol of the reference results). With --merged --gt ORIGINAL_LABEL_DIR the patch detections are first merged to full images (as rgfl merge-submit does, into DIR/merged_dets) and scored at image level. The metric JSON goes to DIR/metrics.json.
+
+    Examples:
+
+      rgfl eval --dets results/ --gt DOTA/val/labelTxt --json metrics.json
+
+      rgfl eval --dets results/ --gt DOTA/val --ap-method area --iou-thrs 0.5,0.75 --mean-over all
+
+      rgfl eval runs/r50 --data split/val --out runs/r50/val
+
+      rgfl eval runs/r50 --data split/val --merged --gt DOTA/val/labelTxt --out runs/r50/val_merged
     """
     from rgfl.dota.classes import resolve_classes
     from rgfl.errors import InputError, ProblemLog
@@ -116,7 +143,8 @@ def eval_command(
         from rgfl.cli.run_model import eval_checkpoint_command
 
         return eval_checkpoint_command(
-            checkpoint, dets, data, out, merged, gt, classes, ap_method, iou_thrs, json_path, strict, batch_size, workers, device, amp, images
+            checkpoint, dets, data, out, merged, gt, classes, ap_method, iou_thrs, json_path, strict, batch_size, workers, device, amp, images,
+            mean_over=mean_over.value,
         )
     if data is not None or out is not None or merged:
         raise InputError("--data, --out and --merged run a model: give the CHECKPOINT first (rgfl eval CHECKPOINT --data SPLIT_VAL_ROOT --out DIR)")
@@ -131,7 +159,7 @@ def eval_command(
     image_list = read_image_list(images) if images is not None else None
     start = time.perf_counter()
     with console.status("evaluating"):
-        result = evaluate_detections(dets, gt, class_names, thresholds, ap_method, problems, image_list)
+        result = evaluate_detections(dets, gt, class_names, thresholds, ap_method, problems, image_list, mean_over.value)
     seconds = time.perf_counter() - start
     print_eval_table(result)
     summary = f"{result.num_images} images, {sum(c.num_dets for c in result.per_class.values())} detections, {seconds:.1f} s"

@@ -83,6 +83,14 @@ def merge_submit_command(
     """Merge patch detections into full-image DOTA Task1 files (rotated NMS per class and image).
 
     Running a checkpoint: rgfl merge-submit CHECKPOINT --data SPLIT_TEST_ROOT --out DIR [--zip] runs the model over the patches (batched, DataLoader workers, autocast on GPU), streaming the detections to DIR/patch_dets/ one source image at a time (an interrupted run resumes where it stopped when run again), then merges them into DIR/Task1_<class>.txt for every class of the checkpoint (and DIR/<DIR name>.zip with --zip).
+
+    Examples:
+
+      rgfl merge-submit --dets patch_dets/ --out submission --zip
+
+      rgfl merge-submit --dets patch_dets/ --out submission --manifest split/test --iou-thr 0.1
+
+      rgfl merge-submit runs/r50 --data split/test --out submission --zip
     """
     from rgfl.dota.classes import resolve_classes
     from rgfl.dota.merge import PatchDetections, load_split_manifest

@@ -74,16 +74,17 @@ def predict_command(
     paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for Task1 files and drawings.", show_default=False)],
     draw: Annotated[bool, typer.Option("--draw", help="Also write <image>.png with the detections drawn.")] = False,
+    no_text: Annotated[bool, typer.Option("--no-text", help="With --draw: boxes only, no class names and scores next to them.")] = False,
     size: Annotated[int, typer.Option("--size", min=32, help="Window side in pixels.")] = 1024,
     overlap: Annotated[
-        int | None, typer.Option("--overlap", min=0, help="Pixels shared by neighbouring windows [default: 200].", show_default=False)
+        int | None, typer.Option("--overlap", min=0, help="Pixels shared by neighbouring windows. \\[default: 200]", show_default=False)
     ] = None,
     step: Annotated[int | None, typer.Option("--step", min=1, help="Distance between windows (size - overlap); instead of --overlap.", show_default=False)] = None,
     rates: Annotated[str, typer.Option("--rates", help="Resize factors, comma separated (multi-scale testing), e.g. 0.5,1.0,1.5.")] = "1.0",
     nms_iou: Annotated[float, typer.Option("--nms-iou", min=0.0, max=1.0, help="Rotated NMS threshold of the merge (suppress IoU > this).")] = 0.1,
     max_per_img: Annotated[int, typer.Option("--max-per-img", min=0, help="Detections kept per image after the merge (0: all).")] = 0,
-    score_thr: Annotated[float, typer.Option("--score-thr", min=0.0, max=1.0, help="Write and draw detections with at least this score.")] = 0.05,
-    draw_thr: Annotated[float, typer.Option("--draw-thr", min=0.0, max=1.0, help="Draw detections with at least this score.")] = 0.3,
+    score_thr: Annotated[float, typer.Option("--score-thr", min=0.0, max=1.0, help="Write detections with at least this score to the Task1 files (drawing uses --draw-thr).")] = 0.05,
+    draw_thr: Annotated[float, typer.Option("--draw-thr", min=0.0, max=1.0, help="With --draw: draw detections with at least this score (and at least --score-thr).")] = 0.3,
     batch_size: BatchSizeOption = 4,
     device: DeviceOption = "auto",
     amp: AmpOption = False,
@@ -137,7 +138,9 @@ def predict_command(
                 writer.add(names[label], image_path.stem, scores[mask], polygons[mask])
             if draw:
                 shown = scores >= draw_thr
-                canvas = draw_scene(picture, names, det_polygons=polygons[shown], det_labels=labels[shown], det_scores=scores[shown])
+                canvas = draw_scene(
+                    picture, names, det_polygons=polygons[shown], det_labels=labels[shown], det_scores=scores[shown], text=not no_text
+                )
                 drawn.append(out / f"{image_path.stem}.png")
                 write_image_rgb(drawn[-1], canvas)
             seconds = time.perf_counter() - start

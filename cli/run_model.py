@@ -18,6 +18,7 @@ Output layout of a checkpoint run in ``--out DIR``::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ import typer
 
 from rgfl.cli.common import console
 from rgfl.errors import InputError, RgflError
+
+logger = logging.getLogger("rgfl.cli")
 
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Patches (or windows) per forward pass.")]
 WorkersOption = Annotated[
@@ -116,10 +119,10 @@ def progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # image names are user text
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[rate]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
@@ -228,12 +231,12 @@ def print_metrics_table(metrics: dict, title: str) -> None:
     """The AP table of a metric JSON document (schema of `rgfl eval --json`), percentages."""
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=len(title))
     for column in ("class", "#gt", "#dets", "AP50", "AP75", "mAP"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, row in metrics["per_class"].items():
         table.add_row(name, str(row["num_gt"]), str(row["num_dets"]), *(f"{100 * row[k]:.2f}" for k in ("AP50", "AP75", "mAP")))
-    table.add_row("[bold]mean", "", "", *(f"[bold]{100 * metrics[k]:.2f}" for k in ("AP50", "AP75", "mAP")))
+    table.add_row("mean", "", "", *(f"{100 * metrics[k]:.2f}" for k in ("AP50", "AP75", "mAP")), style="bold")
     console.print(table)
 
 
@@ -250,6 +253,7 @@ def eval_checkpoint(
     strict: bool = False,
     merge_options: dict | None = None,
     image_list: Sequence[str] | None = None,
+    mean_over: str = "present",
 ):
     """`rgfl eval CHECKPOINT`: infer the split val set, then score it (patch level, or merged).
 
@@ -279,10 +283,13 @@ def eval_checkpoint(
         dets_dir = out / MERGED_DETS
         merge_patch_detections(patch_dets, dets_dir, detector.class_names, data, strict=strict, device=settings.device, **(merge_options or {}))
         gt_dir, level = Path(gt), "merged to full images"
+        image_list = _split_images_only(gt_dir, data, image_list)
     else:
         dets_dir, gt_dir, level = patch_dets, data / "labelTxt", "patch level"
     problems = ProblemLog(strict=strict)
-    result = evaluate_detections(dets_dir, gt_dir, names, COCO_IOU_THRS if iou_thrs is None else iou_thrs, ap_method, problems, image_list)
+    result = evaluate_detections(
+        dets_dir, gt_dir, names, COCO_IOU_THRS if iou_thrs is None else iou_thrs, ap_method, problems, image_list, mean_over
+    )
     write_eval_json(out / "metrics.json", result)
     print_eval_table(result, title=f"{checkpoint.name}, {level}")
     print_paths([("detections", dets_dir), ("metrics", out / "metrics.json")])
@@ -292,8 +299,42 @@ def eval_checkpoint(
     return result
 
 
+def _split_images_only(gt_dir: Path, data: Path, image_list: Sequence[str] | None) -> list[str] | None:
+    """The images of a merged evaluation: those of ``gt_dir`` (or ``image_list``) that ``data`` has patches of.
+
+    A label file of an image that was never split (no patch in DATA) would count all its objects
+    as misses; such images are left out with one warning naming how many and a few of them.
+    """
+    from rgfl.dota.merge import load_split_manifest
+    from rgfl.dota.patches import parse_patch_name
+
+    if (data / "split_manifest.json").is_file():
+        split = {origin.stem for origin in load_split_manifest(data).values()}
+    else:
+        split = set()
+        for path in (data / "images").iterdir() if (data / "images").is_dir() else ():
+            try:
+                split.add(parse_patch_name(path.stem).stem)
+            except InputError:
+                continue
+    if not any(gt_dir.glob("*.txt")) and (gt_dir / "labelTxt").is_dir():
+        gt_dir = gt_dir / "labelTxt"
+    wanted = list(image_list) if image_list is not None else sorted(p.stem for p in gt_dir.glob("*.txt") if p.is_file())
+    kept = [stem for stem in wanted if stem in split]
+    left_out = [stem for stem in wanted if stem not in split]
+    if left_out:
+        logger.warning(
+            "%d of %d label files in %s have no patches in %s (never split) and are left out of the evaluation: %s%s",
+            len(left_out), len(wanted), gt_dir, data, ", ".join(left_out[:5]), ", ..." if len(left_out) > 5 else "",
+        )
+    if not kept:
+        raise InputError(f"none of the label files in {gt_dir} belongs to an image split into {data}", gt_dir)
+    return kept if left_out or image_list is not None else None
+
+
 def eval_checkpoint_command(
-    checkpoint: Path, dets, data, out, merged, gt, classes, ap_method, iou_thrs, json_path, strict, batch_size, workers, device, amp, images=None
+    checkpoint: Path, dets, data, out, merged, gt, classes, ap_method, iou_thrs, json_path, strict, batch_size, workers, device, amp, images=None,
+    mean_over: str = "present",
 ) -> None:
     """The CHECKPOINT path of `rgfl eval` (options checked here, work in :func:`eval_checkpoint`)."""
     from rgfl.cli.evaluate import write_eval_json
@@ -310,7 +351,7 @@ def eval_checkpoint_command(
     names = resolve_classes(classes) if classes is not None else None
     settings = inference_settings(batch_size, workers, device, amp)
     image_list = read_image_list(images) if images is not None else None
-    result = eval_checkpoint(checkpoint, data, out, merged, gt, settings, names, thresholds, ap_method, strict, image_list=image_list)
+    result = eval_checkpoint(checkpoint, data, out, merged, gt, settings, names, thresholds, ap_method, strict, image_list=image_list, mean_over=mean_over)
     if json_path is not None:
         write_eval_json(json_path, result)
         console.print(f"wrote {json_path}", highlight=False)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rgfl.cli.common import console, handle_errors
+from rgfl.cli.common import console, handle_errors, stdout_console
 
 PRESET_HELP = (
     "dota-1024-824: size 1024, STEP 824 (= overlap 200, the standard single-scale DOTA protocol); "
@@ -40,10 +40,10 @@ def _parse_numbers(text: str, option: str, kind: type = float) -> list:
 def split_command(
     src: Annotated[Path, typer.Argument(help="DOTA folder with images/ and optionally labelTxt/ (none: test set).")],
     out: Annotated[Path, typer.Argument(help="Output folder: images/, labelTxt/ and split_manifest.json.")],
-    size: Annotated[int | None, typer.Option(min=1, help="Patch (window) side in pixels. [default: 1024]")] = None,
+    size: Annotated[int | None, typer.Option(min=1, help="Patch (window) side in pixels. \\[default: 1024]")] = None,
     overlap: Annotated[
         int | None,
-        typer.Option(min=0, help="Pixels shared by neighbouring windows (step = size - overlap). [default: 200]"),
+        typer.Option(min=0, help="Pixels shared by neighbouring windows (step = size - overlap). \\[default: 200]"),
     ] = None,
     step: Annotated[int | None, typer.Option(min=1, help="Distance between window starts; give --step or --overlap.")] = None,
     preset: Annotated[Preset | None, typer.Option(help=PRESET_HELP)] = None,
@@ -67,7 +67,7 @@ def split_command(
     no_pad: Annotated[bool, typer.Option("--no-pad", help="Write such patches at their smaller size instead.")] = False,
     ext: Annotated[ImageExt, typer.Option(help="Patch image format.")] = ImageExt.png,
     png_compression: Annotated[int, typer.Option(min=0, max=9, help="zlib level of PNG patches (1: fast).")] = 1,
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes. [default: all cores]")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes. \\[default: all cores]")] = None,
     classes: Annotated[
         str,
         typer.Option(help="Accepted classes: dota1.0, dota1.5, dota2.0, a comma list, a file, or 'any'."),
@@ -88,6 +88,14 @@ def split_command(
 
     A second run on the same OUT skips the images already done and gives byte-identical files.
     Patch names: <image>__<size>__<x>___<y> (rate 1), <image>__<size>__<x>___<y>__r<rate> otherwise.
+
+    Examples:
+
+      rgfl split DOTA/train split/train --preset dota-1024-512
+
+      rgfl split DOTA/test split/test --preset dota-1024-824      (no labelTxt/: patches only)
+
+      rgfl split DOTA/val split/val_ms --size 1024 --overlap 500 --rates 0.5,1.0,1.5 --workers 8
     """
     import time
 
@@ -158,7 +166,7 @@ def split_command(
         summary = split_dataset(src, out, config, workers=workers, strict=strict, progress=advance)
         summary.seconds = time.perf_counter() - started
 
-    table = Table(title=f"rgfl split -> {out}", show_header=True)
+    table = Table(title="rgfl split", show_header=True)
     table.add_column("images", justify="right")
     table.add_column("patches", justify="right")
     table.add_column("objects kept", justify="right")
@@ -176,6 +184,6 @@ def split_command(
         str(summary.bad_input) + (f" ({summary.skipped_images} images)" if summary.skipped_images else ""),
         f"{summary.seconds:.1f}",
     )
-    from rich.console import Console
-
-    Console(soft_wrap=False).print(table)
+    stdout_console.print(table)
+    # Outside the title: a table wraps its title to the table's width.
+    stdout_console.print(f"output: {out}", highlight=False)

@@ -39,7 +39,14 @@ def synth_command(
 ) -> None:
     """Write a synthetic DOTA-format dataset: textured aerial-like images with objects of
     several classes at all angles (12-300 px), dense clusters, objects across split-patch
-    borders and some empty images. Labels are exact rotated rectangles (difficult 0)."""
+    borders and some empty images. Labels are exact rotated rectangles (difficult 0).
+
+    Examples:
+
+      rgfl synth synth/train --images 8 --size 2048 --seed 0
+
+      rgfl synth synth/val --images 3 --size 1024 --objects 100 --seed 1 --classes all
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -62,14 +69,15 @@ def synth_command(
             workers=workers,
             progress=lambda n: bar.advance(task, n),
         )
-    table = Table(title=f"rgfl synth -> {out}", show_header=True)
+    table = Table(title="rgfl synth", show_header=True)
     table.add_column("class")
     table.add_column("objects", justify="right")
     for name, count in summary.objects_per_class.items():
         table.add_row(name, str(count))
-    table.add_row("[bold]total[/]", f"[bold]{summary.objects}[/]")
+    table.add_row("total", str(summary.objects), style="bold")
     console.print(table)
     console.print(
         f"{summary.images} images of {size}x{size} ({summary.empty_images} empty), seed {seed}, "
-        f"{summary.seconds:.1f} s"
+        f"{summary.seconds:.1f} s -> {out}",
+        highlight=False,
     )

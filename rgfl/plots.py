@@ -329,8 +329,9 @@ def plot_pr_curves(result: Any, out: str | Path, title: str | None = None) -> Pl
     for index, (name, curve) in enumerate(series.items()):
         color = tuple(c / 255 for c in class_color(index))
         ax.plot(curve["recall"], curve["precision"], color=color, linewidth=1.3, label=f"{name} {100 * curve['AP50']:.1f}")
-    mean = float(np.mean([curve["AP50"] for curve in series.values()])) if series else 0.0
-    ax.plot([], [], " ", label=f"mean AP50 {100 * mean:.1f}")
+    # The evaluation's own mean (over the classes its mean_over setting averages), not a recount.
+    mean = float(min(max(result.AP50, 0.0), 1.0))
+    ax.plot([], [], " ", label=f"mean AP50 {100 * mean:.1f} ({len(result.averaged_classes)} classes)")
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("recall")

@@ -9,7 +9,8 @@ Conventions of the pictures:
   picture of a run (a hand-picked palette of 20 well-separated colours, then golden-ratio hues);
 - ground truth is drawn with thin dashed outlines, detections with solid outlines and a
   ``class score`` tag; a small dot marks the first vertex (the "head" of the object in DOTA);
-- a legend in the top-left corner lists each class shown with its count.
+- a legend lists each class shown with its count, in the corner that covers the fewest boxes
+  (top-left when that one is free).
 
 Line widths and text sizes grow with the image so that a 20000 px image stays readable when
 scaled down and a 512 px patch is not smothered.
@@ -172,13 +173,20 @@ def draw_polygons(
 
 
 def draw_legend(
-    image: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, int], str]], style: DrawStyle | None = None, copy: bool = True
+    image: np.ndarray,
+    entries: Sequence[tuple[str, tuple[int, int, int], str]],
+    style: DrawStyle | None = None,
+    copy: bool = True,
+    avoid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Draw a legend box in the top-left corner of a copy of ``image`` (of ``image`` with ``copy=False``).
+    """Draw a legend box in a corner of a copy of ``image`` (of ``image`` with ``copy=False``).
 
     Args:
         image: ``uint8 [H, W, 3]`` RGB.
         entries: ``(class name, RGB colour, extra text such as counts)`` per line.
+        avoid: ``float [K, 8]`` polygons (image pixels) the legend should not cover: of the four
+            corners it takes the one whose box overlaps their bounding boxes least (top-left first
+            on ties, so an empty picture keeps it there).
     """
     import cv2
 
@@ -196,14 +204,35 @@ def draw_legend(
     box_w = pad * 3 + swatch + max(w for w, _ in sizes)
     box_h = pad * 2 + line_height * len(lines)
     box_w, box_h = min(box_w, canvas.shape[1]), min(box_h, canvas.shape[0])
+    x0, y0 = _legend_corner(canvas.shape[1], canvas.shape[0], box_w, box_h, avoid)
     # Darken the area behind the legend instead of painting it opaque, so the image stays visible.
-    region = canvas[:box_h, :box_w]
+    region = canvas[y0 : y0 + box_h, x0 : x0 + box_w]
     region[:] = (region.astype(np.float32) * 0.35).astype(np.uint8)
     for k, ((_, color, _), line) in enumerate(zip(entries, lines)):
-        y = pad + k * line_height
-        cv2.rectangle(canvas, (pad, y + line_height // 4), (pad + swatch, y + line_height // 4 + swatch), color, -1)
-        cv2.putText(canvas, line, (pad * 2 + swatch, y + line_height * 3 // 4), font, style.font_scale, (255, 255, 255), text_thickness, cv2.LINE_AA)
+        y = y0 + pad + k * line_height
+        cv2.rectangle(canvas, (x0 + pad, y + line_height // 4), (x0 + pad + swatch, y + line_height // 4 + swatch), color, -1)
+        cv2.putText(
+            canvas, line, (x0 + pad * 2 + swatch, y + line_height * 3 // 4), font, style.font_scale, (255, 255, 255), text_thickness, cv2.LINE_AA
+        )
     return canvas
+
+
+def _legend_corner(width: int, height: int, box_w: int, box_h: int, avoid: np.ndarray | None) -> tuple[int, int]:
+    """Top-left pixel of the corner box (``box_w`` x ``box_h``) that covers the least of ``avoid``."""
+    corners = [(0, 0), (width - box_w, 0), (0, height - box_h), (width - box_w, height - box_h)]
+    if avoid is None or len(avoid) == 0:
+        return corners[0]
+    polygons = np.asarray(avoid, dtype=np.float64).reshape(-1, 8)
+    x1, x2 = polygons[:, 0::2].min(1), polygons[:, 0::2].max(1)
+    y1, y2 = polygons[:, 1::2].min(1), polygons[:, 1::2].max(1)
+
+    def covered(corner: tuple[int, int]) -> float:
+        cx, cy = corner
+        w = np.clip(np.minimum(x2, cx + box_w) - np.maximum(x1, cx), 0, None)
+        h = np.clip(np.minimum(y2, cy + box_h) - np.maximum(y1, cy), 0, None)
+        return float((w * h).sum())
+
+    return min(corners, key=covered)  # min keeps the first of equal ones
 
 
 def draw_scene(
@@ -231,6 +260,7 @@ def draw_scene(
     style.show_text = text
     canvas = np.ascontiguousarray(image.copy())  # the only copy: a 20000 px image is 1.2 GB
     counts: dict[int, dict[str, int]] = {}
+    drawn = [p for p in (gt_polygons, det_polygons) if p is not None and len(p)]
     if gt_polygons is not None and gt_labels is not None and len(gt_labels):
         draw_polygons(canvas, gt_polygons, gt_labels, class_names, dashed=True, style=style, copy=False)
         for label in np.asarray(gt_labels).tolist():
@@ -247,5 +277,6 @@ def draw_scene(
             name = class_names[label] if 0 <= label < len(class_names) else str(label)
             extra = "  ".join(f"{kind} {n}" for kind, n in sorted(counts[label].items(), reverse=True))
             entries.append((name, class_color(label), extra))
-        draw_legend(canvas, entries, style=style, copy=False)
+        avoid = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 8) for p in drawn]) if drawn else None
+        draw_legend(canvas, entries, style=style, copy=False, avoid=avoid)
     return canvas

@@ -35,7 +35,7 @@ import numpy as np
 from rgfl.dota.patches import PatchOrigin, parse_patch_name
 from rgfl.dota.task1 import TASK1_PREFIX, Task1Detections, Task1Writer, parse_task1_bytes
 from rgfl.errors import InputError, ProblemLog
-from rgfl.fileio import atomic_write
+from rgfl.fileio import atomic_write, remove_stale_temp_files
 
 if TYPE_CHECKING:
     from rgfl.structures import Detections
@@ -424,8 +424,14 @@ def merge_patch_detections(
 def write_merged_task1(
     merged: Iterator[MergedImage], out_dir: str | Path, class_names: Sequence[str], summary: MergeSummary | None = None
 ) -> MergeSummary:
-    """Write ``Task1_<class>.txt`` for every class (empty when a class has no detection)."""
+    """Write ``Task1_<class>.txt`` for every class (empty when a class has no detection).
+
+    Temporary files that a killed earlier run left in ``out_dir`` (``kill -9`` mid-write) are
+    removed first; only the exact temp-name pattern of :func:`rgfl.fileio.atomic_write`.
+    """
     summary = summary if summary is not None else MergeSummary()
+    for stale in remove_stale_temp_files(out_dir):
+        logger.info("removed %s, left by an interrupted run", stale)
     with Task1Writer(out_dir, class_names) as writer:
         for image in merged:
             summary.images += 1

@@ -21,14 +21,17 @@ import dataclasses
 import logging
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from rgfl.dota.annotations import ImageLabels, format_number, read_label_file
 from rgfl.dota.classes import DOTA_V2_0
@@ -152,6 +155,7 @@ class ImageTask:
     stem: str
     image_path: Path | None
     label_path: Path | None
+    write_labels: bool = True  # False for a source without labelTxt/ (a test set): patches only
 
 
 @dataclass
@@ -206,6 +210,13 @@ def _split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool) 
         if task.label_path is not None:
             labels = read_label_file(task.label_path, config.classes, problems)
         image = read_image(task.image_path)
+        height, width = image.shape[:2]
+        too_small = _rates_too_small(width, height, config.rates)
+        if too_small:
+            # A bad option, not bad data: stop whatever --strict says (the parent raises it).
+            result.error = _too_small_message(task.image_path, width, height, too_small)
+            return result
+        labels = _drop_objects_outside(labels, width, height, task.label_path, problems)
     except InputError as error:
         if strict:
             result.error = str(error)
@@ -214,7 +225,6 @@ def _split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool) 
         result.problems = problems.problems
         return result
 
-    height, width = image.shape[:2]
     record: dict = {
         "stem": task.stem,
         "file": task.image_path.name,
@@ -244,7 +254,8 @@ def _split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool) 
             patch = cut_patch(image, window, rate, resized, config.size, config.pad_value)
             data = encode_image(patch, config.ext, config.png_compression, config.jpeg_quality)
             atomic_write_bytes(out / "images" / f"{name}.{config.ext}", data)
-            atomic_write_text(out / "labelTxt" / f"{name}.txt", _label_text(objects, decimals))
+            if task.write_labels:
+                atomic_write_text(out / "labelTxt" / f"{name}.txt", _label_text(objects, decimals))
             record["patches"].append(
                 {
                     "name": name,
@@ -280,6 +291,45 @@ def _split_image(task: ImageTask, out: Path, config: SplitConfig, strict: bool) 
     }
     write_done_marker(out, task.stem, marker)
     return result
+
+
+def _rates_too_small(width: int, height: int, rates: tuple[float, ...]) -> list[float]:
+    """The rates that resize a ``width`` x ``height`` image below 1 pixel on a side."""
+    return [rate for rate in rates if round(width * rate) < 1 or round(height * rate) < 1]
+
+
+def _too_small_message(path: Path, width: int, height: int, rates: list[float]) -> str:
+    smallest = 0.5 / min(width, height)
+    return (
+        f"{path}: --rates {','.join(f'{r:g}' for r in rates)} would resize this {width}x{height} image to less than "
+        f"1 pixel on a side; use rates of at least {smallest:.3g} for it"
+    )
+
+
+def _drop_objects_outside(
+    labels: ImageLabels, width: int, height: int, label_path: Path | None, problems: ProblemLog
+) -> ImageLabels:
+    """Drop (and report, with file and line) objects that lie wholly outside the image.
+
+    Such objects come from the label file of another, larger image; written as they were, they
+    would land on padding or in no window at all without a word.
+    """
+    if not len(labels):
+        return labels
+    xs, ys = labels.polygons[:, 0::2], labels.polygons[:, 1::2]
+    outside = (xs.max(1) <= 0) | (ys.max(1) <= 0) | (xs.min(1) >= width) | (ys.min(1) >= height)
+    if not outside.any():
+        return labels
+    for row in np.flatnonzero(outside).tolist():
+        line = int(labels.line_numbers[row]) or None
+        x1, y1, x2, y2 = xs[row].min(), ys[row].min(), xs[row].max(), ys[row].max()
+        problems.report(
+            f"object lies wholly outside the {width}x{height} image (box {x1:g},{y1:g} to {x2:g},{y2:g}): "
+            "labels of another image?",
+            label_path,
+            line,
+        )
+    return labels.select(~outside)
 
 
 class _SilentLogger(logging.Logger):
@@ -356,8 +406,31 @@ def find_split_inputs(src: Path) -> tuple[list[ImageTask], list[Problem]]:
         label_path = labels.get(stem)
         if has_labels and label_path is None:
             problems.append(Problem("no label file in labelTxt/; image split with no objects", images[stem]))
-        tasks.append(ImageTask(stem, images.get(stem), label_path))
+        tasks.append(ImageTask(stem, images.get(stem), label_path, write_labels=has_labels))
     return tasks, problems
+
+
+def check_rates_fit(tasks: list[ImageTask], rates: tuple[float, ...]) -> None:
+    """Refuse, before anything is written, rates that shrink an image below 1 pixel.
+
+    Reads only the image headers (Pillow), and only when some rate is below 1. An image whose
+    header cannot be read is left to the worker, which reports it (or refuses the rate itself).
+    """
+    if min(rates) >= 1:
+        return
+    from PIL import Image
+
+    for task in tasks:
+        if task.image_path is None:
+            continue
+        try:
+            with Image.open(task.image_path) as image:
+                width, height = image.size
+        except Exception:  # noqa: BLE001 - any unreadable header: the worker reports the file
+            continue
+        too_small = _rates_too_small(width, height, rates)
+        if too_small:
+            raise InputError(_too_small_message(task.image_path, width, height, too_small))
 
 
 def _worker_init() -> None:
@@ -367,6 +440,26 @@ def _worker_init() -> None:
     # worker through the atomic writes' cleanup instead of killing it mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """End this worker when the process that made the pool dies (kill -9 of ``rgfl split``).
+
+    Pool workers hold both ends of the task queue's pipe, so they never see EOF and would wait
+    for tasks forever. The parent's sentinel becomes readable when the parent is gone; the
+    SIGTERM sent to ourselves then unwinds through the atomic writes' cleanup (a temp file that
+    still remains is removed by the next run).
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="rgfl-split-parent-watch", daemon=True).start()
 
 
 def _exit_on_sigterm(signum, frame) -> None:
@@ -409,8 +502,9 @@ def split_dataset(
         logger.warning("skipped: %s", problem)
         summary.bad_input += 1
         summary.problems.append(problem)
+    check_rates_fit(tasks, config.rates)
     parameters = config.to_json()
-    prepare_out(out, parameters, src)
+    prepare_out(out, parameters, src, labels=(src / "labelTxt").is_dir())
     workers = _default_workers() if workers is None else max(1, int(workers))
     workers = min(workers, max(len(tasks), 1))
 
@@ -426,6 +520,7 @@ def split_dataset(
             context.set_forkserver_preload(["rgfl.dota.split"])
         pool = context.Pool(workers, initializer=_worker_init)
         outcomes = pool.imap_unordered(_run_task, jobs, chunksize=1)
+    finished = False
     try:
         for result in outcomes:
             if result.error is not None:
@@ -436,10 +531,10 @@ def split_dataset(
             results[result.stem] = result
             if progress is not None:
                 progress(result, len(tasks))
+        finished = True
     finally:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            _stop_pool(pool, finished)
 
     for stem in sorted(results):
         summary.add(results[stem])
@@ -457,6 +552,21 @@ def split_dataset(
     write_manifest(out, manifest)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _stop_pool(pool, finished: bool) -> None:
+    """Let the workers exit on their own after a finished run; stop them only on error or Ctrl-C.
+
+    ``Pool.terminate`` takes the task queue's read lock and never releases it, so a worker that
+    has not yet read its end-of-work sentinel can wait on that lock while the parent waits in
+    ``join`` for it: a hang seen about once in a hundred reruns of a finished split. After
+    ``close`` every idle worker reads its sentinel and exits normally.
+    """
+    if finished:
+        pool.close()
+    else:
+        pool.terminate()
+    pool.join()
 
 
 def _default_workers() -> int:

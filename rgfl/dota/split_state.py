@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from rgfl.errors import InputError
-from rgfl.fileio import atomic_write_text
+from rgfl.fileio import atomic_write_text, remove_stale_temp_files
 
 __all__ = ["STATE_DIR", "source_stamp", "read_done_marker", "write_done_marker", "prepare_out"]
 
@@ -51,9 +51,10 @@ def write_done_marker(out: Path, stem: str, marker: dict) -> None:
     atomic_write_text(_marker_path(out, stem), json.dumps(marker, sort_keys=True) + "\n")
 
 
-def prepare_out(out: Path, parameters: dict, src: Path) -> None:
+def prepare_out(out: Path, parameters: dict, src: Path, labels: bool = True) -> None:
     """Create or reopen ``out`` for a split with ``parameters``; raises InputError for a folder of
-    another split or one that is not a split folder. Removes temporary files of killed runs."""
+    another split or one that is not a split folder. Removes temporary files of killed runs.
+    ``labels=False`` (a source without labelTxt/): no labelTxt/ folder is made."""
     state = out / STATE_DIR
     params_path = state / "parameters.json"
     if params_path.is_file():
@@ -72,9 +73,9 @@ def prepare_out(out: Path, parameters: dict, src: Path) -> None:
     if out.resolve() == src.resolve():
         raise InputError("the output folder must differ from the source folder")
     for sub in ("images", "labelTxt", f"{STATE_DIR}/done"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+        if sub != "labelTxt" or labels:
+            (out / sub).mkdir(parents=True, exist_ok=True)
     # Temporary files of a run killed before it could clean up (atomic writes never leave more).
     for sub in ("images", "labelTxt", f"{STATE_DIR}/done", STATE_DIR, ""):
-        for stale in (out / sub).glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        remove_stale_temp_files(out / sub)
     atomic_write_text(params_path, json.dumps(parameters, sort_keys=True, indent=1) + "\n")

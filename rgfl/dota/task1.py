@@ -129,14 +129,26 @@ def parse_task1_text(
 def parse_task1_bytes(
     data: bytes, path: str | Path | None = None, problems: ProblemLog | None = None, first_line: int = 1
 ) -> Task1Detections:
-    """:func:`parse_task1_text` on raw bytes, through the exact numba scanner when it can."""
+    """:func:`parse_task1_text` on raw bytes, through the exact numba scanner.
+
+    The scanner parses every well-formed line; only the lines it sets aside go through the
+    line-by-line path, which reports each with its number (or keeps it when Python's ``float``
+    reads it), so one bad line no longer sends the whole file down the slow path.
+    """
     from rgfl.dota.task1_scan import scan_task1_bytes
 
-    scanned = scan_task1_bytes(data)
-    if scanned is None:
-        return parse_task1_text(data.decode("utf-8", errors="replace"), path, problems, first_line)
-    image_ids, values, line_numbers = scanned
-    return Task1Detections(image_ids, values[:, 0].copy(), values[:, 1:].copy(), line_numbers + (first_line - 1))
+    problems = problems if problems is not None else ProblemLog()
+    image_ids, values, line_numbers, set_aside = scan_task1_bytes(data)
+    scanned = Task1Detections(image_ids, values[:, 0].copy(), values[:, 1:].copy(), line_numbers + (first_line - 1))
+    if not len(set_aside):
+        return scanned
+    rows = [data[start:stop].decode("utf-8", errors="replace").split() for _, start, stop in set_aside.tolist()]
+    kept = _parse_rows_slowly(rows, (set_aside[:, 0] - 1).tolist(), path, problems, first_line)
+    if not len(kept):
+        return scanned
+    # Back into file order (ties in score are broken by file order).
+    merged = Task1Detections.concatenate([scanned, kept])
+    return merged.select(np.argsort(merged.line_numbers, kind="stable"))
 
 
 def _parse_well_formed(text: str, lines: list[str], first_line: int) -> Task1Detections | None:
@@ -243,12 +255,18 @@ def read_task1_dir(
     if unknown:
         logger.warning("ignored detection files of classes outside the class list: %s", ", ".join(unknown))
     result: dict[str, Task1Detections] = {}
+    missing = []
     for name in class_names:
         if name in present:
             result[name] = read_task1_file(present[name], problems)
         else:
-            logger.warning("%s: no %s, class %r has no detections", folder, task1_filename(name), name)
+            missing.append(name)
             result[name] = Task1Detections()
+    if missing:
+        logger.warning(
+            "%s: no Task1_<class>.txt for %d of %d classes, they have no detections: %s",
+            folder, len(missing), len(class_names), ", ".join(missing),
+        )
     return result
 
 

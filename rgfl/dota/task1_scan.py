@@ -18,9 +18,9 @@ __all__ = ["scan_task1_bytes"]
 _POW10 = np.array([10.0**k for k in range(23)], dtype=np.float64)  # all exact in float64
 _FIELDS = 10
 
-# Line status codes.
-OK = 0
-BAD = 1  # wrong field count or a token the fast grammar does not accept: use the slow path
+# A line with the wrong field count or a token the fast grammar does not accept is not parsed
+# here: its line number and byte range are returned, and only that line goes through the
+# line-by-line path that reports it (or accepts it: Python's float reads "1_000" or "nan").
 
 
 @njit(cache=True, inline="always")
@@ -104,8 +104,10 @@ def _scan(buf: np.ndarray, pow10: np.ndarray):
     line_number = np.empty(max_lines, dtype=np.int64)
     values = np.empty((max_lines, _FIELDS - 1), dtype=np.float64)
     slow_tokens = np.empty((max_lines, 3), dtype=np.int64)  # flat index row*9+col, start, end; grows
+    bad_lines = np.empty((16, 3), dtype=np.int64)  # line number, start, stop; grows
     count = 0
     slow = 0
+    bad_count = 0
     pos = 0
     line = 0
     while pos < n:
@@ -150,33 +152,70 @@ def _scan(buf: np.ndarray, pow10: np.ndarray):
             pos = stop + 1
             continue  # blank line
         if bad or field != _FIELDS:
-            return line, name_start[:0], name_end[:0], line_number[:0], values[:0], slow_tokens[:0]
+            if bad_count == bad_lines.shape[0]:
+                grown_bad = np.empty((2 * bad_lines.shape[0], 3), dtype=np.int64)
+                grown_bad[:bad_count] = bad_lines[:bad_count]
+                bad_lines = grown_bad
+            bad_lines[bad_count, 0] = line
+            bad_lines[bad_count, 1] = pos
+            bad_lines[bad_count, 2] = stop
+            bad_count += 1
+            # Drop the slow tokens this row queued: the row is parsed again as a whole.
+            while slow > 0 and slow_tokens[slow - 1, 0] >= count * (_FIELDS - 1):
+                slow -= 1
+            pos = stop + 1
+            continue
         line_number[count] = line
         count += 1
         pos = stop + 1
-    return 0, name_start[:count], name_end[:count], line_number[:count], values[:count], slow_tokens[:slow]
+    return (
+        bad_lines[:bad_count],
+        name_start[:count],
+        name_end[:count],
+        line_number[:count],
+        values[:count],
+        slow_tokens[:slow],
+    )
 
 
 def scan_task1_bytes(data: bytes):
-    """Scan Task1 text; returns None when any line needs the reporting slow path.
+    """Scan Task1 text in one pass; lines it cannot parse are set aside, not fatal.
 
     Returns:
-        (image_ids list[str], values float64 [N, 9] (score, x1..y4), line_numbers int64 [N]) with
-        line numbers counted from 1, or None (a malformed line or a non-decimal token).
+        (image_ids list[str], values float64 [N, 9] (score, x1..y4), line_numbers int64 [N],
+        set_aside int64 [B, 3]): the N well-formed lines with line numbers counted from 1, and for
+        each of the B other lines (wrong field count, a token that is not a plain decimal, a value
+        that overflows to infinity) its line number and byte range ``data[start:stop]``, in file
+        order. Those lines are for the caller's reporting path.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
-    bad_line, starts, ends, lines, values, slow = _scan(buf, _POW10)
-    if bad_line:
-        return None
+    set_aside, starts, ends, lines, values, slow = _scan(buf, _POW10)
     flat = values.reshape(-1)
     for index, start, end in slow.tolist():
         flat[index] = float(data[start:end])
-    if len(slow) and not np.isfinite(values).all():
-        return None  # e.g. 1e999: let the slow path report it
+    if len(slow):
+        finite = np.isfinite(values).all(axis=1)
+        if not finite.all():  # e.g. 1e999: the reporting path says which line
+            bad_rows = np.flatnonzero(~finite)
+            line_starts = np.array([_line_start(data, int(starts[r])) for r in bad_rows.tolist()], dtype=np.int64)
+            line_stops = np.array([_line_stop(data, int(starts[r])) for r in bad_rows.tolist()], dtype=np.int64)
+            extra = np.stack([lines[bad_rows], line_starts, line_stops], axis=1)
+            set_aside = np.concatenate([set_aside, extra])
+            set_aside = set_aside[np.argsort(set_aside[:, 0], kind="stable")]
+            starts, ends, lines, values = starts[finite], ends[finite], lines[finite], values[finite]
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
         names = [data[s:e].decode("utf-8", errors="replace") for s, e in zip(starts.tolist(), ends.tolist())]
     else:
         names = [text[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
-    return names, values, lines
+    return names, values, lines, set_aside
+
+
+def _line_start(data: bytes, position: int) -> int:
+    return data.rfind(b"\n", 0, position) + 1
+
+
+def _line_stop(data: bytes, position: int) -> int:
+    stop = data.find(b"\n", position)
+    return len(data) if stop < 0 else stop

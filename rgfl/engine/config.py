@@ -105,6 +105,9 @@ class DataConfig:
     pin_memory: bool | None = None  # None: on when training on CUDA
     persistent_workers: bool = True
     prefetch_factor: int = 2
+    # Images with a longer side above this, in a folder without split_manifest.json, are taken for
+    # unsplit full-size images (e.g. --data DOTA/train) and refused; null turns the check off.
+    max_image_side: int | None = 2048
 
 
 @dataclass
@@ -146,12 +149,12 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun each process takes its local GPU)
     amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision on CUDA; fp16 uses a GradScaler
     channels_last: bool = False
-    compile: bool = False  # torch.compile the detector
+    compile: bool = False  # torch.compile the backbone, head and loss terms (not the assignment); eager with a warning where unavailable
     sync_bn: bool = False  # SyncBatchNorm across processes (only matters with norm_eval false)
     find_unused_parameters: bool = False
     log_interval: int = 20  # iterations between log lines
     checkpoint_interval: int = 1  # epochs between checkpoints (the last epoch is always saved)
-    keep_checkpoints: int = 0  # keep only the newest N epoch checkpoints; 0 keeps all
+    keep_checkpoints: int = 3  # keep the newest N epoch checkpoints (the last is the final one) + the best by validation; 0 keeps all
     nonfinite_loss: Literal["stop", "skip"] = "stop"  # what a NaN/inf loss does
     max_skipped: int = 50  # with "skip": stop after this many skipped batches in a row
     tensorboard: bool = True  # write TensorBoard scalars when tensorboard is installed
@@ -165,6 +168,7 @@ class EvalConfig:
     interval: int = 0  # epochs between validations; 0 turns validation off
     data: str | None = None  # split folder of the validation set (patches with labelTxt)
     batch_size: int = 2
+    best_metric: Literal["AP50", "AP75", "mAP"] = "AP50"  # decides the best checkpoint kept by train.keep_checkpoints
 
 
 @dataclass
@@ -309,6 +313,9 @@ def coerce(value: Any, tp: Any) -> Any:
         raise ValueError(f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         choices = typing.get_args(tp)
+        if isinstance(value, bool) and ("off" if value is False else "on") in choices:
+            # YAML 1.1 reads a bare off/on (also no/yes) as a boolean: `amp: off`, `--set train.amp=off`.
+            return "off" if value is False else "on"
         for choice in choices:  # same value and type: 2.0 or True is not the choice 2 or 1
             if value == choice and type(value) is type(choice):
                 return choice

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,15 +49,20 @@ class DistInfo:
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> the local CUDA device when available, else CPU; ``cuda`` -> ``cuda:<local_rank>``."""
+    from rgfl.errors import RgflError
+
+    given = spec
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec != "cpu" and not re.fullmatch(r"cuda(:\d+)?", spec):
+        raise RgflError(f"train.device is {given!r}: expected auto, cpu, cuda or cuda:N (--device or --set train.device=...)")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise RgflError(f"train.device is {given!r} but no CUDA device is available; use --device cpu")
     if spec == "cuda":
         return torch.device("cuda", local_rank)
     device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from rgfl.errors import RgflError
-
-        raise RgflError(f"train.device is {spec!r} but no CUDA device is available; use --set train.device=cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RgflError(f"train.device is {given!r} but there are only {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from rgfl.dota.patches import PatchOrigin, parse_patch_name
 from rgfl.errors import InputError, RgflError
-from rgfl.fileio import atomic_write, atomic_write_text
+from rgfl.fileio import atomic_write, atomic_write_text, remove_stale_temp_files
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -237,10 +237,13 @@ def iter_patch_detections(detector: torch.nn.Module, dataset: PatchImages, setti
         images = images.to(device, non_blocking=True)
         with autocast_context(device, settings.amp):
             results = detector.predict(images, image_sizes=sizes)
-        for name, result, scale in zip(names, results, scales):
-            boxes = unscale_boxes(result.boxes.detach().float(), scale)
-            polygons, scores, labels = detections_to_numpy(boxes, result.scores, result.labels)
-            yield PatchDetections(name, polygons, scores, labels)
+        # The whole batch to the host in one copy per field (not three per patch: each is a sync).
+        counts = [len(result) for result in results]
+        boxes = torch.cat([unscale_boxes(result.boxes.detach().float(), scale) for result, scale in zip(results, scales)])
+        polygons, scores, labels = detections_to_numpy(boxes, torch.cat([r.scores for r in results]), torch.cat([r.labels for r in results]))
+        bounds = np.cumsum([0] + counts)
+        for name, start, stop in zip(names, bounds[:-1], bounds[1:]):
+            yield PatchDetections(name, polygons[start:stop], scores[start:stop], labels[start:stop])
 
 
 def _shard_lines(detections: Sequence[PatchDetections]) -> str:
@@ -272,6 +275,7 @@ def _check_fingerprint(shard_dir: Path, fingerprint: dict) -> None:
                 f"{shard_dir} holds detections of another run (checkpoint, data or settings differ: "
                 f"{_fingerprint_diff(previous, fingerprint)}); choose another --out or delete that folder"
             )
+        remove_stale_temp_files(shard_dir)  # shards a killed run was writing (kill -9)
     else:
         shard_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
@@ -368,6 +372,7 @@ def shards_to_task1(shard_dir: Path, out_dir: Path, class_names: Sequence[str], 
 
     shard_dir, out_dir = Path(shard_dir), Path(out_dir)
     stems = shard_stems(shard_dir) if stems is None else list(stems)
+    remove_stale_temp_files(out_dir)  # class files a killed run was writing (kill -9)
     count = 0
     with ExitStack() as stack:  # every class file appears complete, or none does
         handles = [stack.enter_context(atomic_write(out_dir / task1_filename(name))) for name in class_names]

@@ -120,5 +120,9 @@ class SeededSamples(Dataset):
 
 def worker_init(worker_id: int) -> None:
     """DataLoader worker set-up: Ctrl-C is handled by the main process, which saves a checkpoint
-    and then shuts the workers down; a worker dying on SIGINT first would abort that."""
+    and then shuts the workers down; a worker dying on SIGINT first would abort that.
+
+    OpenCV's thread count is left alone here: ``cv2.setNumThreads`` in a forked worker whose
+    parent already ran OpenCV's thread pool deadlocks (seen in the test suite: the worker hung
+    inside the call), so one OpenCV thread per worker would need a spawned worker instead."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -7,8 +7,11 @@ Usage::
 
 What a run writes to ``work_dir`` (rank 0 only): ``config.yaml`` (resolved config),
 ``log.jsonl`` (one JSON record per log interval, per epoch, per validation),
-``checkpoints/epoch_NNNN.pt`` / ``iter_NNNNNNN.pt`` + ``checkpoints/last_checkpoint``, and
-``tensorboard/`` when tensorboard is installed.
+``checkpoints/epoch_NNNN.pt`` / ``iter_NNNNNNN.pt`` + ``checkpoints/last_checkpoint`` (the newest
+``train.keep_checkpoints`` epoch checkpoints are kept, plus the best by validation, named in
+``checkpoints/best.json``), and ``tensorboard/`` when tensorboard is installed. A work dir that
+holds a run is refused unless ``resume`` or ``overwrite`` says what to do with it
+(:mod:`rgfl.engine.run_dir`).
 
 Exact resume: the sample order of an epoch depends only on (seed, epoch), augmentations are
 seeded per (seed, epoch, sample index), the learning rate is a function of the global iteration,
@@ -23,6 +26,7 @@ Callbacks (rank 0 only) are objects with any of these methods: ``on_train_start(
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -43,16 +47,20 @@ from rgfl.engine import distributed as dist_utils
 from rgfl.engine.build import build_model, build_optimizer, build_train_dataset, class_names, load_model_state, model_signature
 from rgfl.engine.checkpoint import (
     CheckpointError,
+    ResumePoint,
     capture_rng_state,
     check_model_signature,
     checkpoint_dir,
-    find_latest_checkpoint,
+    find_resume_point,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
+from rgfl.engine.compile import disable_compile, enable_compile
 from rgfl.engine.config import Config, config_from_dict, config_to_dict, config_to_yaml
 from rgfl.engine.metrics import JsonLinesLog, TensorBoardLog, format_eta
+from rgfl.engine.preflight import check_training_setup
+from rgfl.engine.run_dir import check_work_dir, clear_run, remove_stale_run_temp_files, trim_log
 from rgfl.engine.sampler import EpochBatchSampler, SeededSamples, worker_init
 from rgfl.engine.schedule import LRSchedule, scaled_lr
 from rgfl.engine.validation import check_validation_available, validate
@@ -144,6 +152,12 @@ class _StopRequest:
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
         for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                # Whoever started us wants it ignored: a shell starts background jobs (`cmd &`)
+                # with SIGINT ignored so that a Ctrl-C meant for the foreground job leaves them
+                # alone, and nohup-style launchers do the same. Honour that; SIGTERM still stops.
+                logger.info("%s is ignored in this process (a background job?): it will not stop training", signal.Signals(signum).name)
+                continue
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def uninstall(self) -> None:
@@ -213,6 +227,7 @@ class Trainer:
         self.total_iters = self.iters_per_epoch * cfg.schedule.epochs
         if cfg.schedule.max_iters is not None:
             self.total_iters = min(self.total_iters, cfg.schedule.max_iters)
+        check_training_setup(cfg, self.dataset, self.total_iters, warn=self.is_main)
 
         self.detector = build_model(cfg.model, len(self.names)).to(self.device)
         if cfg.train.channels_last:
@@ -238,8 +253,8 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=cfg.train.find_unused_parameters,
             )
-        if cfg.train.compile:
-            module = torch.compile(module)  # type: ignore[assignment]
+        # Compiled parts, not the whole loss module: the assignment's shapes change every batch.
+        self.compile_pending = bool(cfg.train.compile) and enable_compile(self.detector, self.device)
         self.loss_module = module
 
     def _build_loader(self) -> torch.utils.data.DataLoader:
@@ -296,14 +311,34 @@ class Trainer:
         return path
 
     def _prune_epoch_checkpoints(self) -> None:
+        """Retention (``train.keep_checkpoints``): the newest N epoch checkpoints, which include
+        the final one, plus the best one by validation (``best.json``); 0 keeps all."""
         keep = self.cfg.train.keep_checkpoints
         if keep <= 0:
             return
-        for old in sorted(checkpoint_dir(self.work_dir).glob("epoch_*.pt"))[:-keep]:
-            old.unlink(missing_ok=True)
+        folder = checkpoint_dir(self.work_dir)
+        best = read_best(self.work_dir)
+        epochs = sorted(folder.glob("epoch_*.pt"), key=_epoch_number)
+        for old in epochs[:-keep]:
+            if best is None or old.name != best.get("checkpoint"):
+                old.unlink(missing_ok=True)
         # Mid-epoch checkpoints are superseded by the epoch checkpoint that follows them.
-        for old in checkpoint_dir(self.work_dir).glob("iter_*.pt"):
+        for old in folder.glob("iter_*.pt"):
             old.unlink(missing_ok=True)
+
+    def _update_best(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """Record the epoch checkpoint with the best ``eval.best_metric`` so far in ``best.json``."""
+        name = self.cfg.eval.best_metric
+        value = metrics.get(name)
+        checkpoint = checkpoint_dir(self.work_dir) / f"epoch_{epoch:04d}.pt"
+        if not isinstance(value, float) or not math.isfinite(value) or not checkpoint.is_file():
+            return  # no checkpoint at this epoch (train.checkpoint_interval): nothing to keep
+        best = read_best(self.work_dir)
+        if best is not None and best.get("metric") == name and value <= best.get("value", -math.inf):
+            return
+        record = {"checkpoint": checkpoint.name, "epoch": epoch, "metric": name, "value": value}
+        atomic_write_text(checkpoint_dir(self.work_dir) / BEST_POINTER, json.dumps(record) + "\n")
+        logger.info("best %s so far: %.4f after epoch %d (%s)", name, value, epoch, checkpoint)
 
     def resume(self, checkpoint: str | Path, state: dict[str, Any] | None = None) -> None:
         """Restore everything from a checkpoint so the run continues exactly where it stopped.
@@ -337,6 +372,10 @@ class Trainer:
         rng = state["rng"]
         restore_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
         self.last_checkpoint = path
+        best = read_best(self.work_dir) if self.is_main else None
+        if best is not None and int(best.get("epoch", 0)) > self.epoch:
+            # The run goes back to before its best epoch (an older checkpoint): that epoch is redone.
+            (checkpoint_dir(self.work_dir) / BEST_POINTER).unlink(missing_ok=True)
         if self.is_main:
             logger.info("resumed from %s at epoch %d, batch %d, iteration %d", path, self.epoch + 1, self.batch_in_epoch, self.iteration)
 
@@ -556,6 +595,21 @@ class Trainer:
         return record
 
     def _step(self, batch: Any) -> dict[str, float]:
+        """One optimizer step (see :meth:`_step_once`); with ``train.compile`` the first step that
+        raises while compiling falls back to eager with a warning and is run again."""
+        if not self.compile_pending:
+            return self._step_once(batch)
+        try:
+            values = self._step_once(batch)
+        except Exception as error:  # noqa: BLE001 - any compiler failure means: run eagerly
+            logger.warning("train.compile: the first compiled step failed (%s: %s); training eagerly", type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+            disable_compile(self.detector)
+            self.optimizer.zero_grad(set_to_none=True)
+            values = self._step_once(batch)
+        self.compile_pending = False
+        return values
+
+    def _step_once(self, batch: Any) -> dict[str, float]:
         """One optimizer step. Returns the loss terms (averaged over ranks) as floats."""
         cfg = self.cfg
         images, targets = batch
@@ -638,6 +692,7 @@ class Trainer:
         if metrics is None:
             return
         record = {"event": "val", "epoch": epoch, "iteration": self.iteration, **metrics}
+        self._update_best(epoch, metrics)
         if jsonl is not None:
             jsonl.write(record)
         if tensorboard is not None:
@@ -645,32 +700,61 @@ class Trainer:
         self._emit("on_validation", record)
 
 
-def resolve_resume(work_dir: str | Path, resume: str | Path | bool | None) -> Path | None:
-    """``True``/``"latest"``: the newest checkpoint of the work dir (None if there is none yet);
-    a path: that checkpoint; ``None``/``False``: start fresh."""
-    if resume is None or resume is False:
+BEST_POINTER = "best.json"
+
+
+def read_best(work_dir: str | Path) -> dict[str, Any] | None:
+    """``checkpoints/best.json``: the checkpoint with the best validation score so far, or None."""
+    path = checkpoint_dir(work_dir) / BEST_POINTER
+    try:
+        best = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
-    if resume is True or str(resume) == "latest":
-        latest = find_latest_checkpoint(work_dir)
-        if latest is None:
-            logger.warning("--resume: no checkpoint in %s yet; starting from scratch", checkpoint_dir(work_dir))
-        return latest
-    path = Path(resume)
-    if not path.is_file():
-        raise CheckpointError("checkpoint to resume from not found", path)
-    return path
+    return best if isinstance(best, dict) else None
 
 
-def train(cfg: Config, work_dir: str | Path, resume: str | Path | bool | None = None, callbacks: Sequence[Any] = ()) -> TrainResult:
-    """Train the detector described by ``cfg``; see the module docstring for outputs and resume."""
+def _epoch_number(path: Path) -> int:
+    digits = path.stem.removeprefix("epoch_")
+    return int(digits) if digits.isdigit() else -1
+
+
+def train(
+    cfg: Config,
+    work_dir: str | Path,
+    resume: str | Path | bool | ResumePoint | None = None,
+    callbacks: Sequence[Any] = (),
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train the detector described by ``cfg``; see the module docstring for outputs and resume.
+
+    Args:
+        resume: ``True``: continue from the newest intact checkpoint of ``work_dir`` (a corrupt
+            newer one is skipped with a warning; from scratch if there is none yet); a path: from
+            that checkpoint; a :class:`ResumePoint` already loaded (its state is released once used).
+        overwrite: start over in a ``work_dir`` that holds a run, removing its checkpoints and log.
+
+    Raises:
+        InputError: ``work_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+        CheckpointError: the checkpoint to resume from is missing, corrupt or of another model.
+    """
+    resuming = resume is not None and resume is not False
+    check_work_dir(work_dir, resume=resuming, overwrite=overwrite)
     # Check the checkpoint before the (slow) set-up, so a wrong file fails in a second.
-    checkpoint = resolve_resume(work_dir, resume)
-    state = None
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, map_location="cpu")
-        check_model_signature(state, model_signature(cfg), checkpoint)
+    point = resume if isinstance(resume, ResumePoint) else find_resume_point(work_dir, resume)
+    if resuming and point is None:
+        logger.warning("--resume: no checkpoint in %s yet; starting from scratch", checkpoint_dir(work_dir))
+    if point is not None:
+        check_model_signature(point.state, model_signature(cfg), point.path)
     trainer = Trainer(cfg, work_dir, callbacks)
-    if checkpoint is not None:
-        trainer.resume(checkpoint, state)
-        del state  # the optimizer and model hold their own copies now
+    # The old run's files change only now that the new run's set-up has succeeded.
+    if trainer.is_main:
+        if overwrite:
+            clear_run(work_dir)
+        else:
+            remove_stale_run_temp_files(work_dir)
+        if resuming:
+            trim_log(work_dir, int(point.state["iteration"]) if point is not None else 0)
+    if point is not None:
+        trainer.resume(point.path, point.state)
+        point.state = {}  # the optimizer and model hold their own copies now
     return trainer.run()

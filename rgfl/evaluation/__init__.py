@@ -2,6 +2,7 @@
 
 from rgfl.evaluation.dota_map import (
     COCO_IOU_THRS,
+    MEAN_OVER,
     ClassResult,
     EvalResult,
     evaluate_detections,
@@ -12,6 +13,7 @@ from rgfl.evaluation.dota_map import (
 
 __all__ = [
     "COCO_IOU_THRS",
+    "MEAN_OVER",
     "ClassResult",
     "EvalResult",
     "evaluate_detections",

@@ -6,12 +6,19 @@ nonzero flag), detections of a class ordered by ``np.argsort(-scores)`` on the f
 scores in exactly the official order), polygon IoU of the raw quadrilaterals with DOTA_devkit's
 ``polyiou`` after its horizontal-box pre-filter, matching to the ground truth of maximum IoU when
 that IoU is strictly greater than the threshold, VOC07 11-point AP (or all-point with
-``ap_method="area"``), and a plain mean over the classes of the class list.
+``ap_method="area"``), and a plain mean over classes.
+
+Which classes the mean covers (``mean_over``): ``"present"`` (the default, the mmdet / mmrotate
+convention) averages over the classes that have non-difficult ground truth in the evaluated
+images; ``"all"`` averages over every class of the class list, absent ones as AP 0, as the
+official ``dota_evaluation_task1.py`` does (its ``main`` sums the AP of its 15 classes and
+divides by 15). The two agree whenever every class has ground truth, which is the case of the
+official validation and test sets.
 
 Cases the official script crashes on are scored instead: a class without detections (file missing
 or empty) has AP 0; detections on an image without a label file are false positives; blank lines
-are skipped. A class without non-difficult ground truth has AP 0 and stays in the mean (the
-official ``voc07`` result; see :func:`~rgfl.evaluation.ap.average_precision`).
+are skipped. A class without non-difficult ground truth has AP 0 (the official ``voc07``
+result; see :func:`~rgfl.evaluation.ap.average_precision`); only ``mean_over="all"`` counts it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from rgfl.evaluation.matching import best_overlaps, greedy_match, polygon_hbbs
 
 __all__ = [
     "COCO_IOU_THRS",
+    "MEAN_OVER",
     "ClassResult",
     "EvalResult",
     "evaluate_detections",
@@ -44,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 # 0.5, 0.55, ..., 0.95 as the literals a user would type (no 0.7000000000000001).
 COCO_IOU_THRS: tuple[float, ...] = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
+# Classes averaged into the means: those with ground truth (mmrotate) or all (official devkit).
+MEAN_OVER = ("present", "all")
 
 
 def parse_iou_thresholds(spec: str | Sequence[float] | None) -> tuple[float, ...]:
@@ -101,7 +111,8 @@ class EvalResult:
     """Result of :func:`evaluate_detections`.
 
     ``iou_thrs`` are the thresholds averaged into ``mAP``; AP at 0.5 and 0.75 is always computed.
-    Class means are plain means over all classes of ``class_names``.
+    Class means are plain means over :attr:`averaged_classes`: with ``mean_over="present"`` the
+    classes with non-difficult ground truth, with ``"all"`` every class of ``class_names``.
     """
 
     class_names: tuple[str, ...]
@@ -112,6 +123,14 @@ class EvalResult:
     problems: int = 0
     unlabelled_dets: int = 0
     extra: dict = field(default_factory=dict)
+    mean_over: str = "present"
+
+    @property
+    def averaged_classes(self) -> tuple[str, ...]:
+        """The classes of the means, in class-list order."""
+        if self.mean_over == "all":
+            return self.class_names
+        return tuple(name for name in self.class_names if self.per_class[name].num_gt > 0)
 
     def class_ap(self, name: str, iou_thr: float) -> float:
         return self.per_class[name].ap[round(float(iou_thr), 10)]
@@ -121,11 +140,13 @@ class EvalResult:
         return float(sum(values) / len(values))
 
     def ap(self, iou_thr: float) -> float:
-        """Mean over classes of the AP at ``iou_thr`` (summed in class order, as the official main)."""
+        """Mean over :attr:`averaged_classes` of the AP at ``iou_thr`` (summed in class order, as
+        the official main); 0 when no class is averaged."""
+        names = self.averaged_classes
         total = 0.0
-        for name in self.class_names:
+        for name in names:
             total = total + self.class_ap(name, iou_thr)
-        return float(total / len(self.class_names)) if self.class_names else 0.0
+        return float(total / len(names)) if names else 0.0
 
     @property
     def AP50(self) -> float:  # noqa: N802 - the metric's name
@@ -152,6 +173,9 @@ class EvalResult:
             "mAP": _fraction(self.mAP),
             "ap_method": self.ap_method,
             "num_images": self.num_images,
+            "mean_over": self.mean_over,
+            "num_classes": len(self.class_names),
+            "num_classes_averaged": len(self.averaged_classes),
             "per_class": {
                 name: {
                     "num_gt": result.num_gt,
@@ -255,6 +279,7 @@ def evaluate_detections(
     ap_method: str = "voc07",
     problems: ProblemLog | None = None,
     image_list: Sequence[str] | None = None,
+    mean_over: str = "present",
 ) -> EvalResult:
     """Score detections with the official DOTA Task1 protocol at several IoU thresholds.
 
@@ -269,12 +294,16 @@ def evaluate_detections(
         problems: where malformed input lines are reported (strict: first one raises).
         image_list: evaluate only these images (the official script's image-set file); each
             must have ground truth.
+        mean_over: ``"present"``: means over the classes with non-difficult ground truth
+            (mmrotate); ``"all"``: over every class of ``class_names`` (the official script).
 
     Returns:
         An :class:`EvalResult`; ``.to_dict()`` is the JSON schema of ``rgfl eval --json``.
     """
     if ap_method not in AP_METHODS:
         raise InputError(f"unknown AP method {ap_method!r}: use voc07 or area")
+    if mean_over not in MEAN_OVER:
+        raise InputError(f"unknown class mean {mean_over!r}: use present or all")
     class_names = tuple(class_names)
     if not class_names:
         raise InputError("the class list is empty")
@@ -320,9 +349,16 @@ def evaluate_detections(
             ap[thr] = average_precision(tp, fp, num_gt, ap_method)
             if thr == 0.5:
                 pr50[name] = precision_recall(tp, fp, num_gt)
-        if num_gt == 0:
-            logger.warning("class %r has no non-difficult ground truth: AP counted as 0", name)
         per_class[name] = ClassResult(num_gt, num_difficult, len(dets), ap)
+    absent = [name for name in class_names if per_class[name].num_gt == 0]
+    if absent:
+        effect = "left out of the mean (--mean-over all counts them as AP 0)" if mean_over == "present" else "counted as AP 0 in the mean"
+        logger.warning(
+            "%d of %d classes have no non-difficult ground truth, %s: %s",
+            len(absent), len(class_names), effect, ", ".join(absent),
+        )
     if unlabelled:
         logger.warning("%d detections on images without a label file were counted as false positives", unlabelled)
-    return EvalResult(class_names, iou_thrs, ap_method, len(image_ids), per_class, len(problems), unlabelled, extra={"pr50": pr50})
+    return EvalResult(
+        class_names, iou_thrs, ap_method, len(image_ids), per_class, len(problems), unlabelled, extra={"pr50": pr50}, mean_over=mean_over
+    )

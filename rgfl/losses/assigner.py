@@ -3,8 +3,9 @@
 Shape legend: P prior anchors over all levels (level-major), M ground-truth boxes, K candidates per
 ground truth (``sum_l min(topk, P_l)``). Boxes are ``obb`` ``(cx, cy, w, h, theta)`` pixels/radians.
 
-The whole assignment is vectorized over ground truths and anchors (one small loop over the FPN
-levels only), so a patch with 500+ objects costs a few tensor operations, not 500 Python turns.
+The whole assignment is vectorized over images, ground truths and anchors (one small loop over the
+FPN levels only), so a batch of patches with 500+ objects each costs a few tensor operations, not
+500 Python turns, and never waits on the device.
 Unlike mmdet, which computes the IoU of every anchor with every ground truth, only the K candidates
 of each ground truth get an IoU: the threshold uses only candidates and only candidates can become
 positive, so the result is the same at a fraction of the cost.
@@ -24,7 +25,8 @@ __all__ = ["AssignResult", "RotatedATSSAssigner"]
 
 @dataclass
 class AssignResult:
-    """Assignment of the anchors of one image.
+    """Assignment of the anchors of one image (fields Tensor[P]) or of a batch (fields Tensor[B, P],
+    from :meth:`RotatedATSSAssigner.assign_batch`).
 
     Attributes:
         gt_index: Tensor[P] int64, index of the ground truth an anchor was given to, -1 for negatives.
@@ -89,54 +91,93 @@ class RotatedATSSAssigner:
 
         ``gt_ignore`` is Tensor[M] bool or None. ``level_strides`` (one per level) is required when
         the assigner has a ``reach``. IoUs and distances are computed in float32 whatever the
-        autocast state.
+        autocast state. One image: :meth:`assign_batch` with a batch of one.
+        """
+        num_gts = gt_boxes.shape[0]
+        if num_gts == 0:
+            gt_boxes = gt_boxes.new_zeros((1, 5))
+            valid = torch.zeros((1, 1), dtype=torch.bool, device=gt_boxes.device)
+        else:
+            valid = torch.ones((1, num_gts), dtype=torch.bool, device=gt_boxes.device)
+        ignore = None if gt_ignore is None or num_gts == 0 else gt_ignore.to(gt_boxes.device)[None]
+        result = self.assign_batch(anchors, num_per_level, gt_boxes[None], valid, ignore, level_strides)
+        return AssignResult(result.gt_index[0], result.positive[0], result.ignored[0], result.gt_iou[0])
+
+    @torch.no_grad()
+    def assign_batch(
+        self,
+        anchors: Tensor,
+        num_per_level: list[int],
+        gt_boxes: Tensor,
+        gt_valid: Tensor,
+        gt_ignore: Tensor | None = None,
+        level_strides: list[float] | None = None,
+    ) -> AssignResult:
+        """Assign the anchors of B images at once; every field of the result is Tensor[B, P].
+
+        Args:
+            anchors: Tensor[P, 5], shared by the images (level-major, ``num_per_level`` rows per level).
+            gt_boxes: Tensor[B, M, 5], each image's ground truths padded to the batch's largest M.
+            gt_valid: Tensor[B, M] bool, False on padding rows (they take part in nothing).
+            gt_ignore: Tensor[B, M] bool or None.
+            level_strides: one per level, required with a ``reach``.
+
+        Why batched: the images are rows of the same tensors (B * M ground truths, one small loop
+        over the levels), so a step makes the same few dozen operator calls for a batch of 8 as
+        for 1, and nothing waits on the device (no data-dependent shapes, no host reads).
         """
         if self.reach is not None and (level_strides is None or len(level_strides) != len(num_per_level)):
             raise ValueError("a reach-aware assigner needs level_strides, one per level")
         device = anchors.device
-        num_anchors, num_gts = anchors.shape[0], gt_boxes.shape[0]
-        gt_index = torch.full((num_anchors,), -1, dtype=torch.long, device=device)
-        gt_iou = torch.zeros(num_anchors, dtype=torch.float32, device=device)
+        batch, num_gts = gt_boxes.shape[0], gt_boxes.shape[1]
+        num_anchors = anchors.shape[0]
         if num_gts == 0 or num_anchors == 0:
-            none = torch.zeros(num_anchors, dtype=torch.bool, device=device)
-            return AssignResult(gt_index, none, none.clone(), gt_iou)
+            none = torch.zeros((batch, num_anchors), dtype=torch.bool, device=device)
+            gt_index = torch.full((batch, num_anchors), -1, dtype=torch.long, device=device)
+            return AssignResult(gt_index, none, none.clone(), torch.zeros((batch, num_anchors), device=device))
+        rows = batch * num_gts  # one row per (image, ground truth)
         with torch.autocast(device_type=device.type, enabled=False):
             anchors = anchors.float()
-            gt_boxes = gt_boxes.float()
-            candidates, column_level = self._candidates(anchors[:, :2], num_per_level, gt_boxes[:, :2])  # [M, K], [K]
+            gt_rows = gt_boxes.reshape(rows, 5).float()
+            candidates, column_level = self._candidates(anchors[:, :2], num_per_level, gt_rows[:, :2])  # [R, K], [K]
             num_candidates = candidates.shape[1]
-            cand_anchors = anchors[candidates.reshape(-1)]  # [M*K, 5]
-            gts_repeated = gt_boxes[:, None, :].expand(num_gts, num_candidates, 5).reshape(-1, 5)
-            ious = box_iou_rotated(cand_anchors, gts_repeated, aligned=True).view(num_gts, num_candidates)
-            inside = self._inside(cand_anchors[:, :2], gts_repeated).view(num_gts, num_candidates)
+            cand_anchors = anchors[candidates.reshape(-1)]  # [R*K, 5]
+            gts_repeated = gt_rows[:, None, :].expand(rows, num_candidates, 5).reshape(-1, 5)
+            ious = box_iou_rotated(cand_anchors, gts_repeated, aligned=True).view(rows, num_candidates)
+            inside = self._inside(cand_anchors[:, :2], gts_repeated).view(rows, num_candidates)
             if self.reach is None:
                 if num_candidates > 1:
-                    threshold = ious.mean(dim=1) + ious.std(dim=1)  # [M], unbiased std as mmdet
+                    threshold = ious.mean(dim=1) + ious.std(dim=1)  # [R], unbiased std as mmdet
                 else:
                     threshold = ious[:, 0]
-                is_pos = (ious >= threshold[:, None]) & inside  # [M, K]
+                is_pos = (ious >= threshold[:, None]) & inside  # [R, K]
             else:
                 assert level_strides is not None
-                usable = self._reachable(gt_boxes, level_strides, column_level)  # [M, K]
+                usable = self._reachable(gt_rows, level_strides, column_level)  # [R, K]
                 # Rows where every level reaches take plain ATSS's threshold, to the last bit.
                 plain = ious.mean(dim=1) + ious.std(dim=1) if num_candidates > 1 else ious[:, 0]
                 threshold = torch.where(usable.all(dim=1), plain, self._masked_threshold(ious, usable))
                 is_pos = (ious >= threshold[:, None]) & inside & usable
+            is_pos &= gt_valid.reshape(rows, 1).to(device)
 
-            # Resolve anchors claimed by several ground truths: highest IoU, then lowest index.
-            pair_gt = torch.arange(num_gts, device=device)[:, None].expand(num_gts, num_candidates)[is_pos]
-            pair_anchor = candidates[is_pos]
-            pair_iou = ious[is_pos]
-            best_iou = torch.full((num_anchors,), -1.0, device=device)
-            best_iou.scatter_reduce_(0, pair_anchor, pair_iou, reduce="amax")
-            is_best = pair_iou >= best_iou[pair_anchor]
-            winner = torch.full((num_anchors,), num_gts, dtype=torch.long, device=device)
-            winner.scatter_reduce_(0, pair_anchor[is_best], pair_gt[is_best], reduce="amin")
+            # Resolve anchors claimed by several ground truths of an image: highest IoU, then lowest
+            # index. Anchors are numbered over the batch (image b's anchor p is b * P + p), so one
+            # scatter covers every image; pairs that are not positive scatter values that never win.
+            image_offset = torch.arange(batch, device=device).repeat_interleave(num_gts) * num_anchors  # [R]
+            flat_anchor = (candidates + image_offset[:, None]).reshape(-1)  # [R*K]
+            pair_gt = torch.arange(num_gts, device=device).repeat(batch)[:, None].expand(rows, num_candidates)
+            pos_flat = is_pos.reshape(-1)
+            best_iou = torch.full((batch * num_anchors,), -1.0, device=device)
+            best_iou.scatter_reduce_(0, flat_anchor, torch.where(pos_flat, ious.reshape(-1), -1.0), reduce="amax")
+            is_best = pos_flat & (ious.reshape(-1) >= best_iou[flat_anchor])
+            winner = torch.full((batch * num_anchors,), num_gts, dtype=torch.long, device=device)
+            winner.scatter_reduce_(0, flat_anchor, torch.where(is_best, pair_gt.reshape(-1), num_gts), reduce="amin")
+        winner = winner.view(batch, num_anchors)
         assigned = winner < num_gts
-        gt_index[assigned] = winner[assigned]
-        gt_iou[assigned] = best_iou[assigned]
-        if gt_ignore is not None and bool(gt_ignore.any()):
-            ignored = assigned & gt_ignore.to(device)[winner.clamp(max=num_gts - 1)]
+        gt_index = torch.where(assigned, winner, -1)
+        gt_iou = torch.where(assigned, best_iou.view(batch, num_anchors), 0.0)
+        if gt_ignore is not None:
+            ignored = assigned & gt_ignore.to(device).gather(1, winner.clamp(max=num_gts - 1))
         else:
             ignored = torch.zeros_like(assigned)
         positive = assigned & ~ignored

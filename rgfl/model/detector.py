@@ -10,6 +10,7 @@ imports ``rgfl.losses``; ``rgfl.losses`` never imports ``rgfl.model``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 from rgfl.losses.assigner import AssignResult, RotatedATSSAssigner
 from rgfl.model.backbone import ResNetFPN
 from rgfl.model.coder import Priors, make_priors, regularize_le135
-from rgfl.model.heads import HeadOptions, HeadOutputs, PositiveTargets, head_class
+from rgfl.model.heads import AnchorTargets, HeadOptions, HeadOutputs, head_class
 from rgfl.model.heads.gfl import closest_representation as _closest_representation  # noqa: F401 (tests import it from here)
 from rgfl.ops import batched_nms_rotated, obb2poly
 from rgfl.structures import Detections, Target
@@ -27,6 +28,15 @@ __all__ = ["RotatedGFL"]
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def _head_option(name: str) -> property:
+    """A detector attribute that reads and writes ``self.head.options.<name>`` (:class:`HeadOptions`)."""
+    return property(
+        lambda self: getattr(self.head.options, name),
+        lambda self, value: setattr(self.head.options, name, value),
+        doc=f"``{name}`` of the head variant's options.",
+    )
 
 
 class RotatedGFL(nn.Module):
@@ -69,7 +79,7 @@ class RotatedGFL(nn.Module):
         nms_pre: candidates kept per level before NMS (by max class score), default 2000.
         score_thr: minimum score of a detection (strictly greater), default 0.05.
         nms_iou: class-aware rotated NMS IoU threshold, default 0.1.
-        max_per_img: detections kept per image after NMS, default 2000.
+        max_per_img: detections kept per image after NMS, default 2000 (0 keeps all).
     """
 
     def __init__(
@@ -173,7 +183,7 @@ class RotatedGFL(nn.Module):
         """
         return self.head.decode(box_logits, angle_logits, priors, index)
 
-    # Settings that live in the head variant, readable (and the loss weights settable) here as before.
+    # Settings that live in the head variant, readable (and settable) here as before the variants had modules.
     @property
     def variant(self) -> str:
         return self.head.name
@@ -182,21 +192,14 @@ class RotatedGFL(nn.Module):
     def reg_max(self) -> int:
         return self.head.reg_max
 
-    @property
-    def angle_coding(self) -> str:
-        return self.head.options.angle_coding
-
-    @property
-    def loss_bbox_weight(self) -> float:
-        return self.head.options.loss_bbox_weight
-
-    @property
-    def quality_weight_floor(self) -> float:
-        return self.head.options.quality_weight_floor
-
-    @quality_weight_floor.setter
-    def quality_weight_floor(self, value: float) -> None:
-        self.head.options.quality_weight_floor = value
+    angle_coding = _head_option("angle_coding")
+    loss_cls_weight = _head_option("loss_cls_weight")
+    loss_bbox_weight = _head_option("loss_bbox_weight")
+    loss_dfl_weight = _head_option("loss_dfl_weight")
+    quality_weight_floor = _head_option("quality_weight_floor")
+    qfl_beta = _head_option("qfl_beta")
+    focal_alpha = _head_option("focal_alpha")
+    focal_gamma = _head_option("focal_gamma")
 
     # ------------------------------------------------------------------ training
     def compute_losses(self, images: Tensor, targets: list[Target]) -> dict[str, Tensor]:
@@ -216,51 +219,106 @@ class RotatedGFL(nn.Module):
         return self.losses(outputs, targets)
 
     def losses(
-        self, outputs: HeadOutputs, targets: list[Target], assignments: list[AssignResult] | None = None
+        self, outputs: HeadOutputs, targets: list[Target], assignments: AssignResult | list[AssignResult] | None = None
     ) -> dict[str, Tensor]:
         """Losses of precomputed head ``outputs`` (see :meth:`compute_losses`).
 
-        ``assignments`` (one per image, from :meth:`assign`) may be given to reuse or time them.
+        ``assignments`` (from :meth:`assign_batch`, or one per image from :meth:`assign`) may be
+        given to reuse or time them.
+
+        Batched design: the whole batch is one set of tensors over B * P anchors. Targets are padded
+        to the batch's largest M, the assignment runs on all images at once, and the box losses
+        are computed at every anchor and masked to the positives (a where, not a boolean index),
+        so every shape is known before the step runs: no per-image Python loop, no operator count
+        growing with B, no host-device synchronisation. Decoding all anchors costs a few more
+        flops than decoding only the positives, far less than the launches it saves.
         """
         device = outputs.cls_logits.device
         priors = self.priors(outputs, device)
         batch, num_priors, num_classes = outputs.cls_logits.shape
+        padded = self._pad_targets(targets, device)
         if assignments is None:
-            assignments = [self.assign(priors, target.to(device)) for target in targets]
+            result = self._assign_padded(priors, padded)
+        elif isinstance(assignments, AssignResult):
+            result = assignments
+        else:
+            result = AssignResult(*(torch.stack([getattr(r, f).to(device) for r in assignments]) for f in ("gt_index", "positive", "ignored", "gt_iou")))
 
-        # Flatten images into one axis of B * P anchors.
-        labels = torch.full((batch, num_priors), num_classes, dtype=torch.long, device=device)
-        valid = torch.ones(batch, num_priors, dtype=torch.bool, device=device)
-        pos_gt_boxes = []
-        for b, (target, result) in enumerate(zip(targets, assignments)):
-            labels[b, result.positive] = target.labels.to(device)[result.gt_index[result.positive]]
-            valid[b] = ~result.ignored
-            pos_gt_boxes.append(target.boxes.to(device=device, dtype=torch.float32)[result.gt_index[result.positive]])
-        positive = torch.stack([r.positive for r in assignments]).view(-1)  # [B*P]
-        pos_flat = positive.nonzero().squeeze(1)  # [N]
-        pos_prior = pos_flat % num_priors
-        gt_boxes = torch.cat(pos_gt_boxes) if pos_gt_boxes else outputs.cls_logits.new_zeros((0, 5))
-        labels = labels.view(-1)
-        valid = valid.view(-1)
+        # Flatten images into one axis of B * P anchors; negatives point at ground truth 0 of their
+        # image (or the padding row) so that every anchor has a finite, unused box target.
+        gt_index = result.gt_index.clamp(min=0)  # [B, P]
+        positive = result.positive.reshape(-1)  # [B*P]
+        labels = torch.where(result.positive, padded.labels.gather(1, gt_index), num_classes).reshape(-1)
+        valid = (~result.ignored).reshape(-1)
+        gt_boxes = padded.boxes.gather(1, gt_index[..., None].expand(batch, num_priors, 5)).reshape(-1, 5)
         # mmdet/ATSS normalizer: sum over images of max(#positives, 1).
-        num_pos_per_image = sum(max(int(r.positive.sum()), 1) for r in assignments)
+        num_pos_per_image = result.positive.sum(dim=1).clamp(min=1).sum().float()
 
         cls_logits = outputs.cls_logits.reshape(batch * num_priors, num_classes)
         box_logits = outputs.box_logits.reshape(batch * num_priors, -1)
         angle_logits = outputs.angle_logits.reshape(-1) if outputs.angle_logits is not None else None
-        positives = PositiveTargets(labels, valid, pos_flat, pos_prior, gt_boxes, num_pos_per_image)
-        return self.head.losses(cls_logits, box_logits, angle_logits, positives, priors)
+        return self.loss_terms(cls_logits, box_logits, angle_logits, labels, valid, positive, gt_boxes, priors, batch, num_pos_per_image)
+
+    def loss_terms(
+        self,
+        cls_logits: Tensor,
+        box_logits: Tensor,
+        angle_logits: Tensor | None,
+        labels: Tensor,
+        valid: Tensor,
+        positive: Tensor,
+        gt_boxes: Tensor,
+        priors: Priors,
+        batch: int,
+        num_pos_per_image: Tensor,
+    ) -> dict[str, Tensor]:
+        """The loss terms from the assigned, flattened batch (every tensor over the B * P anchors:
+        logits Tensor[B*P, ...], labels Tensor[B*P] with C for negatives, valid/positive
+        Tensor[B*P] bool, gt_boxes Tensor[B*P, 5]). Shapes do not depend on the objects, so this is
+        the part ``train.compile`` compiles (see ``rgfl.engine.compile``)."""
+        targets = AnchorTargets(labels, valid, positive, gt_boxes, num_pos_per_image, batch)
+        return self.head.losses(cls_logits, box_logits, angle_logits, targets, priors)
 
     def assign(self, priors: Priors, target: Target) -> AssignResult:
-        """Rotated ATSS assignment of one image's ground truths to the square anchors."""
-        if target.boxes.dim() != 2 or target.boxes.shape[1] != 5:
-            raise ValueError(f"target {target.image_id!r}: boxes must be [M, 5] obb, got {tuple(target.boxes.shape)}")
-        labels = target.labels
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(
-                f"target {target.image_id!r}: labels must be in [0, {self.num_classes}), got {labels.min().item()}..{labels.max().item()}"
-            )
-        return self.assigner(priors.anchors(), priors.num_per_level, target.boxes, target.ignore, level_strides=self.strides)
+        """Rotated ATSS assignment of one image's ground truths to the square anchors (fields Tensor[P])."""
+        result = self.assign_batch(priors, [target])
+        return AssignResult(result.gt_index[0], result.positive[0], result.ignored[0], result.gt_iou[0])
+
+    def assign_batch(self, priors: Priors, targets: list[Target]) -> AssignResult:
+        """Rotated ATSS assignment of a batch at once (fields Tensor[B, P])."""
+        return self._assign_padded(priors, self._pad_targets(targets, priors.centers.device))
+
+    def _assign_padded(self, priors: Priors, padded: "_PaddedTargets") -> AssignResult:
+        return self.assigner.assign_batch(
+            priors.anchors(), priors.num_per_level, padded.boxes, padded.valid, padded.ignore, level_strides=self.strides
+        )
+
+    def _pad_targets(self, targets: list[Target], device: torch.device) -> "_PaddedTargets":
+        """The batch's targets as Tensor[B, M, ...] padded to the largest M (at least 1)."""
+        for target in targets:
+            if target.boxes.dim() != 2 or target.boxes.shape[1] != 5:
+                raise ValueError(f"target {target.image_id!r}: boxes must be [M, 5] obb, got {tuple(target.boxes.shape)}")
+            labels = target.labels
+            # The range check reads the labels on the host only where they already are there:
+            # reading device tensors would stall the step (a device-side assert guards those).
+            if labels.numel() and labels.device.type == "cpu" and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+                raise ValueError(
+                    f"target {target.image_id!r}: labels must be in [0, {self.num_classes}), got {labels.min().item()}..{labels.max().item()}"
+                )
+        pad = torch.nn.utils.rnn.pad_sequence
+        boxes = pad([t.boxes.to(device=device, dtype=torch.float32) for t in targets], batch_first=True)
+        labels = pad([t.labels.to(device) for t in targets], batch_first=True)
+        ignore = pad([t.ignore.to(device) if t.ignore is not None else t.labels.new_zeros(t.labels.shape, dtype=torch.bool).to(device) for t in targets], batch_first=True)
+        valid = pad([torch.ones_like(t.labels, dtype=torch.bool).to(device) for t in targets], batch_first=True)
+        if boxes.shape[1] == 0:  # no object in the whole batch: one padding row keeps shapes non-empty
+            batch = len(targets)
+            boxes = boxes.new_zeros((batch, 1, 5))
+            labels = labels.new_zeros((batch, 1))
+            ignore = ignore.new_zeros((batch, 1))
+            valid = valid.new_zeros((batch, 1))
+        elif device.type != "cpu":
+            torch._assert_async(((labels >= 0) & (labels < self.num_classes)).all(), "target labels out of range")
+        return _PaddedTargets(boxes, labels, ignore, valid)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -284,7 +342,7 @@ class RotatedGFL(nn.Module):
         device = outputs.cls_logits.device
         priors = self.priors(outputs, device)
         batch, num_priors, num_classes = outputs.cls_logits.shape
-        scores = self.head.scores(outputs.cls_logits)  # [B, P, C] float32
+        scores = self.head.scores(outputs.cls_logits)  # [B, P, C]
         max_scores = scores.max(dim=2).values  # [B, P]
         if image_sizes is not None:
             if len(image_sizes) != batch:
@@ -318,14 +376,26 @@ class RotatedGFL(nn.Module):
         groups = b_idx * num_classes + c_idx  # NMS within (image, class)
         keep = batched_nms_rotated(boxes, det_scores, groups, self.nms_iou)
         keep = keep[det_scores[keep].argsort(descending=True, stable=True)]
-        results = []
-        for b in range(batch):
-            mine = keep[b_idx[keep] == b][: self.max_per_img]
-            det_boxes = boxes[mine]
-            results.append(
-                Detections(det_boxes, det_scores[mine], c_idx[mine], extras={"polygons": obb2poly(det_boxes)})
-            )
-        return results
+        # Images as contiguous runs of ``keep`` (each still by decreasing score), split with one
+        # host transfer of the counts instead of a boolean mask (a device sync) per image; the
+        # gathers and polygons run once for the batch.
+        keep = keep[b_idx[keep].argsort(stable=True)]
+        # (not bincount: on CUDA it reads the maximum back first)
+        counts = (b_idx[keep][None, :] == torch.arange(batch, device=device)[:, None]).sum(dim=1).tolist()
+        if self.max_per_img and max(counts) > self.max_per_img:
+            # The first max_per_img of each run, positions made on the host (a mask would sync).
+            import numpy as np
+
+            starts = np.cumsum([0] + counts[:-1])
+            counts = [min(count, self.max_per_img) for count in counts]
+            positions = np.concatenate([np.arange(start, start + count) for start, count in zip(starts, counts)])
+            keep = keep[torch.from_numpy(positions).to(device)]
+        det_boxes, det_kept_scores, det_labels = boxes[keep], det_scores[keep], c_idx[keep]
+        polygons = obb2poly(det_boxes)
+        return [
+            Detections(b, s, c, extras={"polygons": p})
+            for b, s, c, p in zip(det_boxes.split(counts), det_kept_scores.split(counts), det_labels.split(counts), polygons.split(counts))
+        ]
 
     def _empty_detections(self, device: torch.device) -> Detections:
         return Detections(
@@ -335,3 +405,13 @@ class RotatedGFL(nn.Module):
             extras={"polygons": torch.zeros((0, 8), device=device)},
         )
 
+
+@dataclass
+class _PaddedTargets:
+    """A batch's targets padded to the largest M: boxes Tensor[B, M, 5] float32, labels Tensor[B, M]
+    int64, ignore and valid Tensor[B, M] bool (valid is False on padding rows)."""
+
+    boxes: Tensor
+    labels: Tensor
+    ignore: Tensor
+    valid: Tensor

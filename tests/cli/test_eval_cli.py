@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from rgfl.cli.main import app
@@ -39,14 +40,16 @@ def test_eval_prints_table_and_writes_schema(dota_sample, tmp_path):
     assert result.exit_code == 0, result.output
     assert "AP50" in text(result) and "storage-tank" in text(result)
     doc = json.loads(out.read_text())
-    assert set(doc) == {"AP50", "AP75", "mAP", "ap_method", "num_images", "per_class"}
+    assert set(doc) == {"AP50", "AP75", "mAP", "ap_method", "num_images", "per_class", "mean_over", "num_classes", "num_classes_averaged"}
     assert doc["ap_method"] == "voc07" and doc["num_images"] == 7
+    present = [name for name, entry in doc["per_class"].items() if entry["num_gt"] > 0]
+    assert doc["mean_over"] == "present" and doc["num_classes"] == 15 and doc["num_classes_averaged"] == len(present) < 15
     assert list(doc["per_class"]) == list(DOTA_V1_0)
     for entry in doc["per_class"].values():
         assert set(entry) == {"num_gt", "num_dets", "AP50", "AP75", "mAP"}
         assert all(0.0 <= entry[k] <= 1.0 for k in ("AP50", "AP75", "mAP"))
     assert 0 < doc["mAP"] < doc["AP75"] < doc["AP50"] <= 1
-    mean = sum(e["AP50"] for e in doc["per_class"].values()) / len(DOTA_V1_0)
+    mean = sum(doc["per_class"][name]["AP50"] for name in present) / len(present)
     assert abs(mean - doc["AP50"]) < 1e-12
     # The noisy copies still find every object at IoU 0.5.
     assert doc["per_class"]["ship"]["AP50"] > 0.99
@@ -94,3 +97,58 @@ def test_eval_image_list_restricts_images(dota_sample, tmp_path):
     (tmp_path / "list.txt").write_text("P9999\n")
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "P9999" in text(result)
+
+
+def test_perfect_detections_score_one_over_present_classes_and_less_over_all(dota_sample, tmp_path):
+    """The ground truth as detections: mAP 1 over the classes present (mmrotate); the official
+    all-classes mean divides the same sum by the 15 classes of the set."""
+    gt = load_ground_truth(dota_sample / "labelTxt")
+    with Task1Writer(tmp_path / "dets", DOTA_V1_0) as writer:
+        for image, labels in gt.items():
+            for name in set(labels.classes):
+                mask = np.array([n == name for n in labels.classes])
+                writer.add(name, image, np.ones(int(mask.sum())), labels.polygons[mask])
+    docs = {}
+    for mode in ("present", "all"):
+        out = tmp_path / f"{mode}.json"
+        result = runner.invoke(app, ["eval", "--dets", str(tmp_path / "dets"), "--gt", str(dota_sample / "labelTxt"), "--mean-over", mode, "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        docs[mode] = json.loads(out.read_text())
+    present = [n for n, e in docs["present"]["per_class"].items() if e["num_gt"] > 0]
+    assert docs["present"]["mAP"] == pytest.approx(1.0, abs=1e-12)
+    assert docs["present"]["num_classes_averaged"] == len(present)
+    assert docs["all"]["num_classes_averaged"] == 15
+    assert docs["all"]["mAP"] == pytest.approx(len(present) / 15, abs=1e-12)
+    # One warning line lists the absent classes (not one line per class).
+    warnings = [line for line in result.output.splitlines() if "no non-difficult ground truth" in line]
+    assert len(warnings) == 1 and "counted as AP 0" in warnings[0]
+
+
+def test_merged_eval_leaves_out_label_files_of_images_never_split(tmp_path, dota_sample):
+    """`rgfl eval CHECKPOINT --merged --gt` scores only the images that DATA has patches of; the
+    other label files would count every object as a miss. One warning says how many were left out."""
+    import logging
+
+    from rgfl.cli.run_model import _split_images_only
+
+    data = tmp_path / "split"
+    (data / "images").mkdir(parents=True)
+    for name in ("P0706__1024__0___0", "P0706__1024__824___0", "P1888__1024__0___0__r0.5"):
+        (data / "images" / f"{name}.png").write_bytes(b"")
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("rgfl")
+    logger.addHandler(handler)
+    try:
+        kept = _split_images_only(dota_sample / "labelTxt", data, None)
+        assert kept == ["P0706", "P1888"]
+        assert len(messages) == 1 and "5 of 7 label files" in messages[0] and "never split" in messages[0]
+        assert _split_images_only(dota_sample / "labelTxt", data, ["P1888"]) == ["P1888"]
+        (data / "images" / "P0706__1024__0___0.png").unlink()
+        (data / "images" / "P0706__1024__824___0.png").unlink()
+        (data / "images" / "P1888__1024__0___0__r0.5.png").unlink()
+        with pytest.raises(Exception, match="none of the label files"):
+            _split_images_only(dota_sample / "labelTxt", data, None)
+    finally:
+        logger.removeHandler(handler)

@@ -84,3 +84,39 @@ def test_merge_submit_with_manifest(tmp_path):
     (tmp_path / "split_manifest.json").write_text("{}")
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "not an rgfl split manifest" in text(result)
+
+
+def test_rerun_removes_temp_files_of_a_killed_merge(tmp_path):
+    """kill -9 in the middle of writing a class file leaves its temp file; the next merge into the
+    same folder removes it (our temp-name pattern only, never the user's files)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "submission"
+    out.mkdir()
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys\n"
+            "from rgfl.fileio import atomic_write\n"
+            "with atomic_write(sys.argv[1]) as handle:\n"
+            "    handle.write('P0001 0.5 1 2 3 4 5 6 7 8\\n'); handle.flush()\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n",
+            str(out / "Task1_plane.txt"),
+        ],
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    stale = [p.name for p in out.iterdir()]
+    assert len(stale) == 1 and stale[0].startswith(".Task1_plane.txt.") and stale[0].endswith(".tmp")
+    (out / ".notes.tmp").write_text("mine")
+    (out / "draft.tmp").write_text("mine")
+    write_patch_dets(tmp_path / "in")
+    result = runner.invoke(app, ["merge-submit", "--dets", str(tmp_path / "in"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([".notes.tmp", "draft.tmp", *(f"Task1_{c}.txt" for c in DOTA_V1_0)])
+    assert os.path.getsize(out / "Task1_plane.txt") > 0

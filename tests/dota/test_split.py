@@ -353,15 +353,15 @@ def test_no_pad_and_jpg(tmp_path):
     assert read_manifest(out)["images"][0]["patches"][0]["width"] == 700
 
 
-def test_test_set_without_labels_writes_patches_and_empty_label_files(tmp_path):
+def test_test_set_without_labels_writes_patches_only(tmp_path):
     src = make_dataset(tmp_path / "src", {"T1": make_image(1500, 900), "T2": make_image(600, 600, 2)}, None)
     out = tmp_path / "out"
     summary = split_dataset(src, out, SplitConfig(), workers=1)
     images = sorted(p.stem for p in (out / "images").glob("*.png"))
-    labels = sorted(p.stem for p in (out / "labelTxt").glob("*.txt"))
-    assert images == labels == ["T1__1024__0___0", "T1__1024__476___0", "T2__1024__0___0"]
-    assert all((out / "labelTxt" / f"{s}.txt").read_text() == "" for s in labels)
+    assert images == ["T1__1024__0___0", "T1__1024__476___0", "T2__1024__0___0"]
+    assert not (out / "labelTxt").exists()  # no empty label files pretending to be ground truth
     assert summary.bad_input == 0 and summary.objects == 0
+    assert split_dataset(src, out, SplitConfig(), workers=1).resumed == 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -480,7 +480,7 @@ def test_restart_after_interruption_is_byte_identical(tmp_path):
     partial = sorted(p for p in (reference / "images").glob("P2__*"))[:2]
     for path in partial:
         (out / "images" / path.name).write_bytes(path.read_bytes())
-    (out / "images" / ".P2__320__0___0.png.abc.tmp").write_bytes(b"half")
+    (out / "images" / ".P2__320__0___0.png.0a1b2c3d.tmp").write_bytes(b"half")
 
     summary = split_dataset(src, out, config, workers=1)
     assert summary.resumed == 2 and summary.images == 4

@@ -64,7 +64,7 @@ def test_writer_creates_every_class_file_and_reader_handles_missing_ones(tmp_pat
     finally:
         rgfl_logger.removeHandler(caplog.handler)
     assert len(result["plane"]) == 0 and len(result["ship"]) == 1
-    assert "other" in caplog.text and "Task1_plane.txt" in caplog.text
+    assert "other" in caplog.text and "no Task1_<class>.txt for 1 of 2 classes, they have no detections: plane" in caplog.text
 
 
 def test_writer_leaves_nothing_when_interrupted(tmp_path):
@@ -89,12 +89,37 @@ def test_bulk_scanner_gives_exactly_pythons_floats():
     tokens += [f"{x:.{k}g}" for x in rng.random(300) * 1e4 for k in (3, 8, 12, 15, 17, 20)]
     tokens += ["1e22", "1e23", "-0", "0.000", "123.456e-5", "9007199254740993", "1E5", "+3.5", ".5", "5.", "0.30000000000000004"]
     data = "".join(f"img{i} {t} 1 2 3 4 5 6 7 {t}\r\n" for i, t in enumerate(tokens)).encode()
-    assert scan_task1_bytes(data) is not None  # the fast path handles all of these
+    assert len(scan_task1_bytes(data)[3]) == 0  # the fast path handles all of these
     det = parse_task1_bytes(data)
     expected = np.array([float(t) for t in tokens])
     assert det.scores.tobytes() == expected.tobytes()  # bit-identical, signs of zero included
     assert det.polygons[:, 7].tobytes() == expected.tobytes()
     assert det.image_ids[5] == "img5" and det.line_numbers[5] == 6
-    # Anything unusual goes through the reporting path.
-    assert scan_task1_bytes(b"a 1 2 3 4 5 6 7 nan\n") is None
-    assert scan_task1_bytes(b"a 1 2 3 4 5 6 7\n") is None
+    # Anything unusual is set aside (line number, byte range) for the reporting path.
+    assert scan_task1_bytes(b"a 1 2 3 4 5 6 7 nan\n")[3].tolist() == [[1, 0, 19]]
+    assert scan_task1_bytes(b"a 1 2 3 4 5 6 7\n")[3].tolist() == [[1, 0, 15]]
+
+
+def test_malformed_lines_keep_the_bulk_path_and_the_file_order(tmp_path):
+    """Bad lines are reported with their numbers; the good ones come out exactly as the
+    line-by-line parser gives them, in file order (the order breaks score ties)."""
+    from rgfl.dota.task1 import parse_task1_bytes, parse_task1_text
+
+    rng = np.random.default_rng(3)
+    lines = [f"img{i % 7} {rng.random():.3f} " + " ".join(f"{v:.2f}" for v in rng.random(8) * 900) for i in range(400)]
+    lines[10] = "img1 0.5 1 2 3 4 5 6 7"  # 9 fields
+    lines[50] = "img2 0.5 1 2 x 4 5 6 7 8"  # not a number
+    lines[51] = "img2 0.5 1 2 3 4 5 6 7 1e999"  # infinite after the exact-float fallback
+    lines[52] = "img2 0.5 1 2 3 4 5 6 7 nan"
+    lines[60] = "img3 0.75 1_000 2 3 4 5 6 7 8"  # Python's float reads it: kept, in place
+    lines[61] = "img3 0.75 " + "1" * 25 + " 2 3 4 5 6 7 8"  # more digits than the exact path takes
+    data = ("\r\n".join(lines) + "\r\n").encode()
+    fast_log, slow_log = ProblemLog(), ProblemLog()
+    fast = parse_task1_bytes(data, "T.txt", fast_log)
+    slow = parse_task1_text(data.decode(), "T.txt", slow_log)
+    assert [str(p) for p in fast_log.problems] == [str(p) for p in slow_log.problems]
+    assert [p.line for p in fast_log.problems] == [11, 51, 52, 53]
+    assert fast.image_ids == slow.image_ids and len(fast) == 396
+    assert fast.line_numbers.tolist() == slow.line_numbers.tolist()
+    assert fast.scores.tobytes() == slow.scores.tobytes() and fast.polygons.tobytes() == slow.polygons.tobytes()
+    assert fast.polygons[56, 0] == 1000.0 and fast.line_numbers[56] == 61  # after four dropped lines

@@ -169,3 +169,16 @@ def test_model_keys_reach_the_detector(tmp_path):
     assert model.head.cls_tower[0].out_channels == 64
     plain = build_model(load_config(REPO_ROOT / "configs" / "rgfl_r18_tiny_cpu.yaml", ["model.fpn_min_level=3"]).model, 3)
     assert plain.assigner.reach is None and plain.strides == [8, 16, 32, 64, 128]
+
+
+def test_a_bare_off_is_the_choice_off_not_a_boolean(tmp_path):
+    # YAML reads `off` as false; train.amp's choices are the strings off/bf16/fp16.
+    from rgfl.engine.config import apply_overrides, load_config
+
+    base = Path(__file__).resolve().parents[2] / "configs" / "rgfl_r18_tiny_cpu.yaml"
+    cfg = load_config(base, ["train.amp=bf16"])
+    assert apply_overrides(cfg, ["train.amp=off"]).train.amp == "off"
+    text = base.read_text() + "\n"
+    written = tmp_path / "amp_off.yaml"
+    written.write_text(text.replace("train:\n", "train:\n  amp: off\n", 1) if "train:\n" in text else text + "train:\n  amp: off\n")
+    assert load_config(written).train.amp == "off"

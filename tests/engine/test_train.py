@@ -20,6 +20,7 @@ from rgfl.engine.build import build_model, class_names, load_detector
 from rgfl.engine.checkpoint import CheckpointError, find_latest_checkpoint, load_checkpoint, save_checkpoint
 from rgfl.engine.config import config_from_dict, config_to_dict
 from rgfl.engine.train import NonFiniteLossError, Trainer, train
+from rgfl.errors import InputError
 from tests.engine.helpers import TINY_CONFIG, requires_pipeline, tiny_config, tiny_overrides, train_records
 
 pytestmark = requires_pipeline
@@ -35,6 +36,15 @@ class SignalAt:
     def on_log(self, record: dict) -> None:
         if record["iteration"] == self.iteration:
             os.kill(os.getpid(), self.signum)
+
+
+@pytest.fixture
+def sigint_default():
+    """SIGINT raises KeyboardInterrupt as in a terminal's foreground, also when pytest itself runs
+    as a background job (started with SIGINT ignored, which training honours)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def test_short_run_writes_checkpoint_resolved_config_and_json_log(tiny_split, tmp_path):
@@ -101,7 +111,7 @@ def test_short_run_writes_checkpoint_resolved_config_and_json_log(tiny_split, tm
     torch.testing.assert_close(linear_theta, (logits + 1) * math.pi / 4)
 
 
-def test_interrupted_and_resumed_run_matches_uninterrupted_losses(tiny_split, tmp_path):
+def test_interrupted_and_resumed_run_matches_uninterrupted_losses(tiny_split, tmp_path, sigint_default):
     # Augmentation on (flips), so resume must also reproduce the per-sample random draws.
     overrides = {"data.vflip": 0.25, "data.hflip": 0.5}
     full = train(tiny_config(tiny_split, **overrides), tmp_path / "full")
@@ -128,13 +138,27 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_losses(tiny_split, tm
 
 def test_sigterm_leaves_a_loadable_checkpoint(tiny_split, tmp_path):
     # (channels-last memory format on: the option must not change what is saved)
+    sigint_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when pytest runs as a background job
     result = train(tiny_config(tiny_split, **{"train.channels_last": True}), tmp_path, callbacks=[SignalAt(1, signal.SIGTERM)])
     assert result.status == "interrupted"
     state = load_checkpoint(find_latest_checkpoint(tmp_path))
     assert state["iteration"] == 1
     model = build_model(tiny_config(tiny_split).model, len(class_names(tiny_config(tiny_split).data)))
     model.load_state_dict(state["model"])  # complete and consistent
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is sigint_before  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(tiny_split, tmp_path):
+    # A background job of a shell (`rgfl train ... &`) or a nohup-style launcher starts with SIGINT
+    # ignored, so that a Ctrl-C meant for the foreground leaves it alone; training honours that.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = train(tiny_config(tiny_split), tmp_path, callbacks=[SignalAt(1, signal.SIGINT)])
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.status == "completed" and result.iteration == 4
 
 
 def test_a_run_from_before_the_angle_coding_key_resumes_only_with_the_sigmoid(tiny_split, tmp_path):
@@ -232,24 +256,49 @@ def test_sigterm_to_the_process_group_of_a_training_run(tiny_split, tmp_path):
     overrides = tiny_overrides(tiny_split, **{"data.workers": 1, "schedule.epochs": 1000})
     command = [sys.executable, "-m", "rgfl", "train", str(TINY_CONFIG), "--work-dir", str(work_dir)]
     command += [arg for override in overrides for arg in ("--set", override)]
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    # Started as a shell script starts a background job (`rgfl train ... &`): SIGINT ignored. A
+    # Ctrl-C in that terminal (SIGINT to the group) must leave it training; SIGTERM stops it.
+    process = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+
+    def wait_for_iteration(iteration: int) -> None:
         deadline = time.monotonic() + 120
         log = work_dir / "log.jsonl"
-        while not (log.is_file() and '"event": "train"' in log.read_text()):
+        while not (log.is_file() and f'"iteration": {iteration},' in log.read_text()):
             assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "no training iteration within 120 s"
+            assert time.monotonic() < deadline, f"no training iteration {iteration} within 120 s"
             time.sleep(0.05)
+
+    try:
+        wait_for_iteration(1)
+        os.killpg(process.pid, signal.SIGINT)
+        wait_for_iteration(3)  # still training
         os.killpg(process.pid, signal.SIGTERM)
         out, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, (process.returncode, err[-4000:])
-    assert "Continue with: rgfl train" in err and "--resume" in err  # the console writes to stderr
     assert "Traceback" not in err and "Logging error" not in err, err
+    assert "SIGINT received" not in err and "SIGTERM received" in " ".join(err.split())
     state = load_checkpoint(find_latest_checkpoint(work_dir))
-    assert state["iteration"] >= 1
+    assert state["iteration"] >= 3
+    # The printed command (the console writes to stderr) continues the run with all its settings:
+    # it was started with --set schedule.epochs=1000 over the config file's 12.
+    continue_with = " ".join(err.split()).split("Continue with: ")[1].split()
+    assert continue_with == ["rgfl", "train", "--work-dir", str(work_dir), "--resume"]
+    from typer.testing import CliRunner
+
+    from rgfl.cli.main import app
+
+    stop_after = state["iteration"] + 1
+    result = CliRunner().invoke(app, [*continue_with[1:], "--set", f"schedule.max_iters={stop_after}"])
+    assert result.exit_code == 0, result.output
+    resumed = load_checkpoint(find_latest_checkpoint(work_dir))
+    assert resumed["iteration"] == stop_after
+    assert resumed["config"]["schedule"]["epochs"] == 1000 and resumed["config"]["data"]["workers"] == 1
 
 
 class NaNLogits:
@@ -310,3 +359,68 @@ def test_batch_without_any_object_trains(tmp_path):
     assert result.status == "completed" and result.iteration == 1 and result.skipped_batches == 0
     (record,) = train_records(tmp_path / "run")
     assert record["num_pos"] == 0 and record["loss_bbox"] == 0 and math.isfinite(record["loss_qfl"])
+
+
+def test_a_work_dir_holding_a_run_is_refused_and_overwrite_starts_over(tiny_split, tmp_path):
+    first = train(tiny_config(tiny_split), tmp_path)
+    assert first.status == "completed"
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("*.pt")) == ["epoch_0001.pt", "epoch_0002.pt"]
+    (tmp_path / "notes.txt").write_text("mine")  # the user's own file in the work dir
+    (tmp_path / "curves.png").write_bytes(b"old run's picture")
+    (checkpoints / "mine.pt").write_bytes(b"not ours")
+    stale = checkpoints / ".epoch_0003.pt.0123abcd.tmp"  # what `kill -9` during a save leaves
+    stale.write_bytes(b"half")
+
+    with pytest.raises(InputError, match=r"already holds a training run \(2 checkpoints \(newest epoch_0002.pt\), log.jsonl\); continue it with --resume, start it over with --overwrite"):
+        train(tiny_config(tiny_split), tmp_path)
+    with pytest.raises(InputError, match="--resume and --overwrite contradict each other"):
+        train(tiny_config(tiny_split), tmp_path, resume=True, overwrite=True)
+    # A new run that cannot start leaves the old one alone.
+    with pytest.raises(InputError, match="training data folder not found"):
+        train(tiny_config(tmp_path / "no_such_split"), tmp_path, overwrite=True)
+    assert (checkpoints / "epoch_0002.pt").is_file() and (tmp_path / "log.jsonl").is_file()
+
+    again = train(tiny_config(tiny_split, **{"schedule.max_iters": 1}), tmp_path, overwrite=True)
+    assert again.status == "max_iters"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["iter_0000001.pt", "last_checkpoint", "mine.pt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "curves.png").exists()
+    assert [r["iteration"] for r in train_records(tmp_path)] == [1]  # the old run's records are gone
+
+
+def test_resume_removes_stale_temp_files_and_log_records_after_its_checkpoint(tiny_split, tmp_path):
+    first = train(tiny_config(tiny_split, **{"schedule.max_iters": 3}), tmp_path)
+    assert first.status == "max_iters" and first.checkpoint.name == "iter_0000003.pt"
+    # A run killed (kill -9) after iteration 3's checkpoint: two more logged iterations, a torn
+    # last line, and a checkpoint save cut short.
+    with open(tmp_path / "log.jsonl", "a") as log:
+        log.write(json.dumps({"event": "train", "iteration": 4}) + "\n" + json.dumps({"event": "train", "iteration": 5}) + "\n" + '{"event": "tr')
+    stale = [tmp_path / "checkpoints" / ".epoch_0003.pt.89abcdef.tmp", tmp_path / ".config.yaml.01234567.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    resumed = train(tiny_config(tiny_split), tmp_path, resume=True)
+    assert resumed.status == "completed" and resumed.iteration == 4
+    assert not any(path.exists() for path in stale)
+    assert [r["iteration"] for r in train_records(tmp_path)] == [1, 2, 3, 4]
+
+
+def test_checkpoint_retention_keeps_the_newest_and_the_best(tiny_split, tmp_path):
+    # 5 epochs of one step each, validated after every epoch; keep the newest 2 + the best by AP50.
+    cfg = tiny_config(tiny_split, **{"schedule.epochs": 5, "data.batch_size": 4, "train.keep_checkpoints": 2, "eval.interval": 1, "eval.data": tiny_split})
+    result = train(cfg, tmp_path)
+    assert result.status == "completed" and result.epoch == 5
+    scores = [json.loads(line)["AP50"] for line in (tmp_path / "log.jsonl").read_text().splitlines() if '"val"' in line]
+    assert len(scores) == 5
+    best_epoch = scores.index(max(scores)) + 1  # the first epoch with the highest score
+    best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    assert best == {"checkpoint": f"epoch_{best_epoch:04d}.pt", "epoch": best_epoch, "metric": "AP50", "value": max(scores)}
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt"))
+    assert kept == sorted({"epoch_0004.pt", "epoch_0005.pt", f"epoch_{best_epoch:04d}.pt"})
+    assert load_checkpoint(tmp_path / "checkpoints" / best["checkpoint"])["iteration"] == best_epoch
+
+
+def test_keep_checkpoints_zero_keeps_every_epoch(tiny_split, tmp_path):
+    cfg = tiny_config(tiny_split, **{"schedule.epochs": 4, "data.batch_size": 4, "train.keep_checkpoints": 0})
+    assert train(cfg, tmp_path).status == "completed"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt")) == [f"epoch_{e:04d}.pt" for e in (1, 2, 3, 4)]
+    # (the default, 3, is checked by the CLI test of resume)

@@ -121,7 +121,14 @@ def test_unlabelled_images_missing_classes_and_classes_without_ground_truth():
     assert result.unlabelled_dets == 1
     assert result.class_ap("b", 0.5) == 0.0  # no ground truth
     assert result.class_ap("c", 0.5) == 0.0  # no detection
-    assert result.AP50 == pytest.approx(result.class_ap("a", 0.5) / 3, abs=1e-12)
+    # Default (mmrotate): the mean over the classes with ground truth, here "a" only.
+    assert result.averaged_classes == ("a",)
+    assert result.AP50 == pytest.approx(result.class_ap("a", 0.5), abs=1e-12)
+    assert result.to_dict()["num_classes_averaged"] == 1
+    # Official devkit: every class of the list, absent ones as 0.
+    official = evaluate_detections(det, gt, ["a", "b", "c"], iou_thrs=[0.5], mean_over="all")
+    assert official.AP50 == pytest.approx(result.class_ap("a", 0.5) / 3, abs=1e-12)
+    assert official.to_dict()["num_classes_averaged"] == 3
 
 
 def test_no_ground_truth_class_official_values():

@@ -6,12 +6,12 @@ reference results' head) or ``gflv2`` (``gfl`` plus GFocalV2's distribution-guid
 
 from __future__ import annotations
 
-from rgfl.model.heads.base import DenseHead, HeadOptions, HeadOutputs, PositiveTargets
+from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, HeadOutputs
 from rgfl.model.heads.gfl import GFLHead
 from rgfl.model.heads.gflv2 import GFLv2Head
 from rgfl.model.heads.vanilla import VanillaHead
 
-__all__ = ["HEADS", "HEAD_VARIANTS", "build_head", "DenseHead", "HeadOptions", "HeadOutputs", "PositiveTargets"]
+__all__ = ["HEADS", "HEAD_VARIANTS", "build_head", "DenseHead", "HeadOptions", "HeadOutputs", "AnchorTargets"]
 
 HEADS: dict[str, type[DenseHead]] = {cls.name: cls for cls in (GFLHead, VanillaHead, GFLv2Head)}
 HEAD_VARIANTS = tuple(HEADS)

@@ -9,7 +9,7 @@ A variant is one module (``gfl.py``, ``vanilla.py``, ``gflv2.py``) holding one s
 :class:`DenseHead`. It owns its output layout (what ``box_logits`` and ``angle_logits`` hold), its
 use of a box coder (``decode``), its scores (``scores``) and its training losses (``losses``). The
 detector owns what all variants share: backbone and FPN, prior points, ATSS assignment, the
-flattening of the assignment into :class:`PositiveTargets`, and post-processing (top-k, threshold,
+flattening of the assignment into :class:`AnchorTargets`, and post-processing (top-k, threshold,
 NMS). The detector never branches on the variant.
 """
 
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from rgfl.model.coder import Priors
 
-__all__ = ["HeadOutputs", "HeadOptions", "PositiveTargets", "DenseHead", "Scale", "conv_tower"]
+__all__ = ["HeadOutputs", "HeadOptions", "AnchorTargets", "DenseHead", "Scale", "conv_tower"]
 
 
 @dataclass
@@ -74,24 +74,28 @@ class HeadOptions:
 
 
 @dataclass
-class PositiveTargets:
-    """The shared assignment, flattened over the batch (B * P anchors), as every variant's losses take it.
+class AnchorTargets:
+    """The shared assignment, flattened over the batch (B * P anchors, image-major), as every
+    variant's losses take it. Every shape is fixed by B and P (none depends on the objects), so the
+    losses run without host synchronisation and compile (``train.compile``).
 
     Attributes:
-        labels: Tensor[B*P] long, the class of each anchor's box, C for background.
+        labels: Tensor[B*P] long, the class of each positive's box, C for every other anchor.
         valid: Tensor[B*P] bool, False where the anchor was won by an ignored box (no loss at all).
-        pos_flat: Tensor[N] long, the positive anchors' rows in ``[0, B*P)``.
-        pos_prior: Tensor[N] long, their prior rows in ``[0, P)``.
-        gt_boxes: Tensor[N, 5] float32, the box each positive was assigned (le135, input pixels).
-        num_pos_per_image: sum over images of ``max(#positives, 1)`` (mmdet's ATSS/GFL normalizer).
+        positive: Tensor[B*P] bool.
+        gt_boxes: Tensor[B*P, 5] float32, the box each positive was assigned (le135, input pixels);
+            a finite, unused box at other anchors.
+        num_pos_per_image: float32 scalar tensor, sum over images of ``max(#positives, 1)`` (mmdet's
+            ATSS/GFL normalizer).
+        batch: B (the rows of ``Priors`` repeat once per image).
     """
 
     labels: Tensor
     valid: Tensor
-    pos_flat: Tensor
-    pos_prior: Tensor
+    positive: Tensor
     gt_boxes: Tensor
-    num_pos_per_image: int
+    num_pos_per_image: Tensor
+    batch: int
 
 
 class Scale(nn.Module):
@@ -245,8 +249,21 @@ class DenseHead(nn.Module):
         """
         raise NotImplementedError
 
+    def decode_all(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, batch: int, **kwargs) -> Tensor:
+        """Boxes Tensor[B*P, 5] at every prior of ``batch`` images (rows image-major, as ``box_logits [B*P, D]``)."""
+        shape = (batch, -1)
+        boxes = self.decode_boxes(
+            box_logits.unflatten(0, shape),
+            angle_logits.unflatten(0, shape) if angle_logits is not None else None,
+            priors.centers[None],
+            priors.strides[None],
+            priors.anchor_side[None],
+            **kwargs,
+        )
+        return boxes.flatten(0, 1)
+
     def losses(
-        self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: PositiveTargets, priors: Priors
+        self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: AnchorTargets, priors: Priors
     ) -> dict[str, Tensor]:
         """Training losses (``loss_*`` float32 scalars, plus ``num_pos`` and ``pos_iou`` for logging).
 

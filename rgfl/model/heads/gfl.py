@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from rgfl.losses.gfl import distribution_focal_loss, quality_focal_loss, reduce_mean, rotated_iou
 from rgfl.model.coder import DistanceAngleCoder, Priors
-from rgfl.model.heads.base import DenseHead, HeadOptions, PositiveTargets, Scale
+from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, Scale
 
 __all__ = ["GFLHead", "closest_representation"]
 
@@ -97,51 +97,47 @@ class GFLHead(DenseHead):
 
     # ------------------------------------------------------------------ training
     def losses(
-        self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: PositiveTargets, priors: Priors
+        self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: AnchorTargets, priors: Priors
     ) -> dict[str, Tensor]:
         assert angle_logits is not None
         opts = self.options
-        device = cls_logits.device
-        pos_flat, pos_prior, gt_boxes, labels = targets.pos_flat, targets.pos_prior, targets.gt_boxes, targets.labels
-        num_pos = pos_flat.numel()
-        quality = torch.zeros(cls_logits.shape, dtype=torch.float32, device=device)  # [B*P, C]
-        if num_pos > 0:
-            # Training decodes by the mean whatever side_decoding says: the integral is what DFL and
-            # the IoU loss shape (and the mode's argmax has no gradient).
-            centers, strides, sides = priors.centers[pos_prior], priors.strides[pos_prior], priors.anchor_side[pos_prior]
-            pred_boxes = self.decode_boxes(box_logits[pos_flat], angle_logits[pos_flat], centers, strides, sides, "mean")  # [N, 5]
-            iou = rotated_iou(pred_boxes, gt_boxes)  # [N] float32, differentiable
-            quality[pos_flat, labels[pos_flat]] = iou.detach()
-            # Quality weight: the detached max class score of each positive (GFL 6.2).
-            weight = self.scores(cls_logits[pos_flat].detach()).max(dim=1).values  # [N]
-            if opts.quality_weight_floor > 0:
-                weight = weight.clamp(min=opts.quality_weight_floor)
-            # DFL targets in the frame of the ground-truth representation closest to the predicted
-            # angle (a rectangle has four: theta + k*pi/2, w/h swapped for odd k), so that DFL and
-            # the angle branch never pull towards different but equivalent boxes.
-            matched_gt = closest_representation(gt_boxes, pred_boxes[:, 4].detach())
-            distance_target = DistanceAngleCoder.encode(priors.centers[pos_prior], priors.strides[pos_prior], matched_gt)
-            distance_target = distance_target.clamp(0.0, self.reg_max - 0.01)
-            dfl = distribution_focal_loss(box_logits[pos_flat].view(num_pos * 4, self.num_bins), distance_target.reshape(-1)).view(num_pos, 4)
-            # Every process must join this all-reduce, also one without positives (else branch).
-            weight_sum = reduce_mean(weight.sum().float()).clamp(min=1.0)
-            loss_bbox = (weight * (1.0 - iou)).sum() / weight_sum
-            loss_dfl = (weight[:, None] * dfl).sum() / 4.0 / weight_sum
-        else:
-            # Keep the graph connected to the box branch so DDP and gradient checks see every parameter.
-            loss_bbox = box_logits.sum() * 0.0 + angle_logits.sum() * 0.0
-            loss_dfl = box_logits.sum() * 0.0
-            # Join the all-reduce the processes with positives make, or DDP hangs.
-            reduce_mean(torch.zeros((), dtype=torch.float32, device=device))
-        avg_factor = reduce_mean(torch.tensor(float(targets.num_pos_per_image), device=device)).clamp(min=1.0)
-        valid = targets.valid
-        loss_qfl = quality_focal_loss(cls_logits[valid], quality[valid], opts.qfl_beta).sum() / avg_factor
+        positive, labels, gt_boxes, batch = targets.positive, targets.labels, targets.gt_boxes, targets.batch
+        num_anchors = cls_logits.shape[0]
+        # Every anchor is decoded and its terms masked to the positives (fixed shapes, no host
+        # sync). Training decodes by the mean whatever side_decoding says: the integral is what
+        # DFL and the IoU loss shape (and the mode's argmax has no gradient).
+        pred_boxes = self.decode_all(box_logits, angle_logits, priors, batch, decoding="mean")  # [B*P, 5]
+        iou = rotated_iou(pred_boxes, gt_boxes)  # [B*P] float32, differentiable
+        pos_iou = torch.where(positive, iou.detach(), 0.0)
+        # QFL target: the IoU at the ground-truth class of a positive, 0 elsewhere (labels == C
+        # on negatives falls in the one-hot column that is cut off).
+        quality = F.one_hot(labels, self.num_classes + 1)[:, : self.num_classes] * pos_iou[:, None]  # [B*P, C]
+        # Quality weight: the detached max score of each positive (GFL 6.2), 0 elsewhere.
+        weight = self.scores(cls_logits.detach()).max(dim=1).values  # [B*P]
+        if opts.quality_weight_floor > 0:
+            weight = weight.clamp(min=opts.quality_weight_floor)
+        weight = torch.where(positive, weight, 0.0)
+        # DFL targets in the frame of the ground-truth representation closest to the predicted
+        # angle (a rectangle has four: theta + k*pi/2, w/h swapped for odd k), so that DFL and
+        # the angle branch never pull towards different but equivalent boxes.
+        matched_gt = closest_representation(gt_boxes, pred_boxes[:, 4].detach())
+        distance_target = DistanceAngleCoder.encode(priors.centers.repeat(batch, 1), priors.strides.repeat(batch), matched_gt)
+        distance_target = distance_target.clamp(0.0, self.reg_max - 0.01)
+        dfl = distribution_focal_loss(box_logits.view(num_anchors * 4, self.num_bins), distance_target.reshape(-1)).view(num_anchors, 4)
+        # Every process joins both all-reduces, with or without positives (else DDP hangs).
+        weight_sum = reduce_mean(weight.sum()).clamp(min=1.0)
+        loss_bbox = (weight * (1.0 - iou)).sum() / weight_sum
+        loss_dfl = (weight[:, None] * dfl).sum() / 4.0 / weight_sum
+        avg_factor = reduce_mean(targets.num_pos_per_image).clamp(min=1.0)
+        qfl = quality_focal_loss(cls_logits, quality, opts.qfl_beta)
+        loss_qfl = (qfl * targets.valid[:, None]).sum() / avg_factor
+        num_pos = positive.sum().float()
         return {
             "loss_qfl": opts.loss_cls_weight * loss_qfl,
             "loss_bbox": opts.loss_bbox_weight * loss_bbox,
             "loss_dfl": opts.loss_dfl_weight * loss_dfl,
-            "num_pos": torch.tensor(float(num_pos), device=device),
-            "pos_iou": iou.detach().mean() if num_pos > 0 else torch.zeros((), device=device),
+            "num_pos": num_pos,
+            "pos_iou": pos_iou.sum() / num_pos.clamp(min=1.0),
         }
 
 

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from rgfl.losses.gfl import rotated_iou, sigmoid_focal_loss
 from rgfl.model.coder import DeltaXYWHACoder, DistanceAngleCoder, Priors
-from rgfl.model.heads.base import DenseHead, HeadOptions, PositiveTargets
+from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions
 
 __all__ = ["VanillaHead"]
 
@@ -56,26 +56,23 @@ class VanillaHead(DenseHead):
         return DeltaXYWHACoder.decode(anchors, deltas)
 
     def losses(
-        self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: PositiveTargets, priors: Priors
+        self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: AnchorTargets, priors: Priors
     ) -> dict[str, Tensor]:
         opts = self.options
-        device = cls_logits.device
-        pos_flat = targets.pos_flat
-        num_pos = pos_flat.numel()
+        positive = targets.positive
         # Reference normalizer (notes 7.1): number of positives, no cross-process mean.
-        avg_factor = float(max(targets.num_pos_per_image, 1))
+        avg_factor = targets.num_pos_per_image.clamp(min=1.0)
         one_hot = F.one_hot(targets.labels, self.num_classes + 1)[:, : self.num_classes]  # background row -> zeros
-        valid = targets.valid
-        loss_cls = sigmoid_focal_loss(cls_logits[valid], one_hot[valid], opts.focal_alpha, opts.focal_gamma).sum()
-        if num_pos > 0:
-            pred_boxes = self.decode(box_logits[pos_flat], None, priors, targets.pos_prior)
-            iou = rotated_iou(pred_boxes, targets.gt_boxes)
-            loss_bbox = -iou.clamp(min=1e-6).log().sum()
-        else:
-            loss_bbox = box_logits.sum() * 0.0
+        focal = sigmoid_focal_loss(cls_logits, one_hot, opts.focal_alpha, opts.focal_gamma)
+        loss_cls = (focal * targets.valid[:, None]).sum()
+        # Every anchor decoded, the box term masked to the positives (fixed shapes, no host sync).
+        pred_boxes = self.decode_all(box_logits, None, priors, targets.batch)
+        iou = rotated_iou(pred_boxes, targets.gt_boxes)
+        loss_bbox = torch.where(positive, -iou.clamp(min=1e-6).log(), 0.0).sum()
+        num_pos = positive.sum().float()
         return {
             "loss_cls": opts.loss_cls_weight * loss_cls / avg_factor,
             "loss_bbox": opts.loss_bbox_weight * loss_bbox / avg_factor,
-            "num_pos": torch.tensor(float(num_pos), device=device),
-            "pos_iou": iou.detach().mean() if num_pos > 0 else torch.zeros((), device=device),
+            "num_pos": num_pos,
+            "pos_iou": torch.where(positive, iou.detach(), 0.0).sum() / num_pos.clamp(min=1.0),
         }
