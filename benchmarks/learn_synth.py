@@ -8,13 +8,11 @@ Usage::
     python benchmarks/learn_synth.py --skip-synth --real      # only the overfit check (~65 min on 2 cores)
     python benchmarks/learn_synth.py --ext jpg                # synthetic patches as JPEG (quality 95)
     python benchmarks/learn_synth.py --heads gfl vanilla gflv2 --seeds 0 1 2   # head variants, equal budget
-    python benchmarks/learn_synth.py --skip-synth --rescore-decoding mode --epochs 4   # the same checkpoints, mode-decoded sides
 
 Comparing heads (``--heads``, ``--seeds``): the same synthetic data and schedule for every run, one
 run per (seed, head), each with ``model.head`` and ``train.seed`` set; the end prints each head's
 mean, sample standard deviation and range of the final image-level AP50, AP75 and mAP over the
-seeds (runs.json in ``--out`` keeps every run). ``--rescore-decoding mode`` then scores the final
-gfl/gflv2 checkpoints again with each side decoded at its strongest mode (docs/model.md, gflv2).
+seeds (runs.json in ``--out`` keeps every run).
 
 Part 1 (synthetic): `rgfl synth` writes a training set (60 images, seed 0) and a held-out set
 (8 images, seed 1) of 1024 px images with about 100 objects each of the 6 default synthetic
@@ -100,18 +98,13 @@ class EvaluateEachEpoch:
         )
 
 
-def evaluate_checkpoint(checkpoint: Path, split_root: Path, gt_dir: Path, out: Path, classes, workers: int, device: str = "cpu", side_decoding: str | None = None) -> dict:
-    """Infer the split, merge to full images, score at image and patch level; returns the metrics.
-
-    ``side_decoding`` (``mean`` or ``mode``) replaces the side decoding of a gfl/gflv2 checkpoint.
-    """
+def evaluate_checkpoint(checkpoint: Path, split_root: Path, gt_dir: Path, out: Path, classes, workers: int, device: str = "cpu") -> dict:
+    """Infer the split, merge to full images, score at image and patch level; returns the metrics."""
     from rgfl.cli.run_model import load_detector, merge_patch_detections, model_input_size
     from rgfl.engine.inference import InferenceSettings, shards_to_task1, stream_patch_detections
     from rgfl.evaluation.dota_map import evaluate_detections
 
     detector = load_detector(checkpoint, device)
-    if side_decoding is not None:
-        detector.model.head.options.side_decoding = side_decoding
     settings = InferenceSettings(batch_size=4, workers=workers, device=device, amp=False, input_size=model_input_size(detector))
     shards = out / "patch_dets" / "shards"
     stream_patch_detections(detector.model, split_root / "images", shards, settings, detector.fingerprint)
@@ -149,24 +142,6 @@ def present_classes(label_dir: Path) -> tuple[str, ...]:
     return tuple(name for name in DOTA_V1_0 if name in found)
 
 
-def rescore(out: Path, args) -> None:
-    """Score the final checkpoints of an earlier --heads/--seeds comparison (runs.json in --out)
-    again with another side decoding, for the heads that have side distributions."""
-    results = json.loads((out / "runs.json").read_text())
-    rows = []
-    for row in results:
-        if row["head"] not in ("gfl", "gflv2"):
-            continue
-        checkpoint = out / "runs" / row["run"] / "checkpoints" / f"epoch_{args.epochs:04d}.pt"
-        name = f"{row['run']}_{args.rescore_decoding}"
-        metrics = evaluate_checkpoint(checkpoint, out / "split" / "val", out / "synth" / "val" / "labelTxt", out / "eval" / name, None, args.workers, args.device, args.rescore_decoding)
-        print(f"  {row['run']}: {row.get('decoding', 'mean')} AP50 {100 * row['AP50']:.2f} AP75 {100 * row['AP75']:.2f} mAP {100 * row['mAP']:.2f}"
-              f"  -> {args.rescore_decoding} AP50 {100 * metrics['AP50']:.2f} AP75 {100 * metrics['AP75']:.2f} mAP {100 * metrics['mAP']:.2f}", flush=True)
-        rows.append({**row, "head": f"{row['head']}+{args.rescore_decoding}", **{k: metrics[k] for k in ("AP50", "AP75", "mAP", "patch_AP50")}})
-    (out / f"runs_{args.rescore_decoding}.json").write_text(json.dumps(rows, indent=2))
-    print_summary([r for r in results if r["head"] in ("gfl", "gflv2")] + rows)
-
-
 def print_summary(results: list[dict]) -> None:
     """Mean, sample standard deviation and range over seeds of each head's final image-level metrics."""
     import statistics
@@ -198,7 +173,6 @@ def main() -> None:
     parser.add_argument("--heads", nargs="+", default=None, help="head variants to compare at the same budget (model.head), e.g. gfl vanilla gflv2")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="train.seed of each run; with --heads every head trains with every seed")
     parser.add_argument("--eval-every", type=int, default=1, help="evaluate every N-th epoch of the synthetic runs (set it to --epochs to score only the end)")
-    parser.add_argument("--rescore-decoding", choices=["mean", "mode"], default=None, help="after the runs (or with --skip-synth, of the runs.json in --out), score the gfl/gflv2 final checkpoints again with this side decoding")
     parser.add_argument("--ext", choices=["png", "jpg"], default="png", help="patch format of the synthetic splits (rgfl split --ext; jpg: quality 95)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers for inference")
@@ -267,9 +241,6 @@ def main() -> None:
             (out / "runs.json").write_text(json.dumps(results, indent=2))
         if len(results) > 1:
             print_summary(results)
-
-    if args.rescore_decoding:
-        rescore(out, args)
 
     if args.real:
         real_split = out / "real_split"

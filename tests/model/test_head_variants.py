@@ -243,25 +243,6 @@ def test_gflv2_reference_config_differs_from_the_gfl_one_only_in_the_head():
     assert dataclasses.replace(gflv2, model=dataclasses.replace(gflv2.model, head="gfl")) == gfl
 
 
-def test_mode_side_decoding_reads_a_bimodal_side_at_its_strongest_mode_and_a_trained_side_as_the_mean():
-    model = _small_model("gfl", reg_max=8, feat_channels=32, stacked_convs=1)
-    logits = torch.full((3, 4, 9), -30.0)
-    logits[0, :, 2], logits[0, :, 3] = 0.0, 0.5  # DFL-like: two adjacent bins
-    logits[1, :, 1], logits[1, :, 6], logits[1, :, 7] = 0.0, 0.2, -1.0  # bimodal, stronger mode at 6
-    logits[2, :, 8], logits[2, :, 7] = 1.0, 0.0  # on the last bin (no right neighbour)
-    mean = model.head.side_distances(logits.flatten(1), "mean")
-    mode = model.head.side_distances(logits.flatten(1), "mode")
-    torch.testing.assert_close(mode[0], mean[0])
-    torch.testing.assert_close(mode[2], mean[2])
-    p6, p7 = torch.softmax(torch.tensor([0.2, -1.0]), 0)  # bin 5 holds nothing
-    torch.testing.assert_close(mode[1], torch.full((4,), float(6 * p6 + 7 * p7)))
-    assert float(mean[1, 0]) < 5.0  # the mean lies between the modes
-    with pytest.raises(ValueError, match="side_decoding must be one of"):
-        from rgfl.model.heads.base import HeadOptions
-
-        type(model.head).check_options(8, HeadOptions(side_decoding="median"))
-
-
 def test_gflv2_exports_to_onnx_with_its_quality_in_the_scores(tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")

@@ -70,7 +70,6 @@ class HeadOptions:
     qfl_beta: float = 2.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
-    side_decoding: str = "mean"  # gfl/gflv2 at inference: "mean" (the integral) or "mode" (around the strongest bin)
 
 
 @dataclass
@@ -249,7 +248,7 @@ class DenseHead(nn.Module):
         """
         raise NotImplementedError
 
-    def decode_all(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, batch: int, **kwargs) -> Tensor:
+    def decode_all(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, batch: int) -> Tensor:
         """Boxes Tensor[B*P, 5] at every prior of ``batch`` images (rows image-major, as ``box_logits [B*P, D]``)."""
         shape = (batch, -1)
         boxes = self.decode_boxes(
@@ -258,7 +257,6 @@ class DenseHead(nn.Module):
             priors.centers[None],
             priors.strides[None],
             priors.anchor_side[None],
-            **kwargs,
         )
         return boxes.flatten(0, 1)
 

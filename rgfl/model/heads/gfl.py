@@ -31,7 +31,6 @@ class GFLHead(DenseHead):
     name = "gfl"
     default_reg_max = 16
     num_distributions = 4
-    SIDE_DECODINGS = ("mean", "mode")
 
     def __init__(self, num_classes: int, reg_max: int, options: HeadOptions, **shape) -> None:
         super().__init__(num_classes, reg_max, options, **shape)
@@ -50,8 +49,6 @@ class GFLHead(DenseHead):
             raise ValueError(f"angle_coding must be one of {DistanceAngleCoder.ANGLE_CODINGS}, got {options.angle_coding!r}")
         if not 0.0 <= options.quality_weight_floor <= 1.0:
             raise ValueError(f"quality_weight_floor must be in [0, 1], got {options.quality_weight_floor}")
-        if options.side_decoding not in cls.SIDE_DECODINGS:
-            raise ValueError(f"side_decoding must be one of {cls.SIDE_DECODINGS}, got {options.side_decoding!r}")
 
     def level_outputs(self, level: int, feature: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         cls_feat = self.cls_tower(feature)
@@ -69,31 +66,17 @@ class GFLHead(DenseHead):
         return float(self.reg_max) if self.options.reach_aware else None
 
     # ------------------------------------------------------------------ decoding
-    def side_distances(self, box_logits: Tensor, decoding: str = "mean") -> Tensor:
-        """Side distances Tensor[..., 4] (strides) of box logits Tensor[..., 4K].
-
-        ``mean``: the integral (expectation) of each distribution, as GFL decodes and trains.
-        ``mode``: the expectation over the strongest bin and its two neighbours only. A side that
-        DFL trained has its mass on two adjacent bins, where both agree; a flat or bimodal side is
-        read at its strongest mode instead of between its modes.
-        """
+    def side_distances(self, box_logits: Tensor) -> Tensor:
+        """Side distances Tensor[..., 4] (strides) of box logits Tensor[..., 4K]: the integral
+        (expectation) of each distribution, as GFL decodes and trains. (Decoding a side by its
+        strongest mode instead was measured worse; docs/model.md, gflv2.)"""
         probs = F.softmax(box_logits.float().unflatten(-1, (4, self.num_bins)), dim=-1)
-        if decoding == "mean":
-            return (probs * self.projection[0]).sum(dim=-1)
-        bins = probs.argmax(dim=-1, keepdim=True) + torch.arange(-1, 2, device=probs.device)  # [..., 4, 3]
-        inside = (bins >= 0) & (bins < self.num_bins)
-        bins = bins.clamp(0, self.num_bins - 1)
-        mass = probs.gather(-1, bins) * inside
-        return (mass * bins).sum(dim=-1) / mass.sum(dim=-1)
+        return (probs * self.projection[0]).sum(dim=-1)
 
-    def decode_boxes(
-        self, box_logits: Tensor, angle_logits: Tensor | None, centers: Tensor, strides: Tensor, anchor_side: Tensor, decoding: str | None = None
-    ) -> Tensor:
-        """See :meth:`DenseHead.decode_boxes`; ``decoding`` overrides ``side_decoding`` (``mean`` or ``mode``)."""
+    def decode_boxes(self, box_logits: Tensor, angle_logits: Tensor | None, centers: Tensor, strides: Tensor, anchor_side: Tensor) -> Tensor:
         assert angle_logits is not None
         theta = DistanceAngleCoder.angle_from_logit(angle_logits.float(), self.options.angle_coding)
-        distances = self.side_distances(box_logits, decoding or self.options.side_decoding)
-        return DistanceAngleCoder.decode(centers, strides, distances, theta)
+        return DistanceAngleCoder.decode(centers, strides, self.side_distances(box_logits), theta)
 
     # ------------------------------------------------------------------ training
     def losses(
@@ -103,10 +86,8 @@ class GFLHead(DenseHead):
         opts = self.options
         positive, labels, gt_boxes, batch = targets.positive, targets.labels, targets.gt_boxes, targets.batch
         num_anchors = cls_logits.shape[0]
-        # Every anchor is decoded and its terms masked to the positives (fixed shapes, no host
-        # sync). Training decodes by the mean whatever side_decoding says: the integral is what
-        # DFL and the IoU loss shape (and the mode's argmax has no gradient).
-        pred_boxes = self.decode_all(box_logits, angle_logits, priors, batch, decoding="mean")  # [B*P, 5]
+        # Every anchor is decoded and its terms masked to the positives (fixed shapes, no host sync).
+        pred_boxes = self.decode_all(box_logits, angle_logits, priors, batch)  # [B*P, 5]
         iou = rotated_iou(pred_boxes, gt_boxes)  # [B*P] float32, differentiable
         pos_iou = torch.where(positive, iou.detach(), 0.0)
         # QFL target: the IoU at the ground-truth class of a positive, 0 elsewhere (labels == C
