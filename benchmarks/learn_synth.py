@@ -7,6 +7,12 @@ Usage::
     python benchmarks/learn_synth.py --real                   # also the DOTA sample overfit check
     python benchmarks/learn_synth.py --skip-synth --real      # only the overfit check (~65 min on 2 cores)
     python benchmarks/learn_synth.py --ext jpg                # synthetic patches as JPEG (quality 95)
+    python benchmarks/learn_synth.py --heads gfl vanilla gflv2 --seeds 0 1 2   # head variants, equal budget
+
+Comparing heads (``--heads``, ``--seeds``): the same synthetic data and schedule for every run, one
+run per (seed, head), each with ``model.head`` and ``train.seed`` set; the end prints each head's
+mean, sample standard deviation and range of the final image-level AP50, AP75 and mAP over the
+seeds (runs.json in ``--out`` keeps every run).
 
 Part 1 (synthetic): `rgfl synth` writes a training set (60 images, seed 0) and a held-out set
 (8 images, seed 1) of 1024 px images with about 100 objects each of the 6 default synthetic
@@ -136,6 +142,23 @@ def present_classes(label_dir: Path) -> tuple[str, ...]:
     return tuple(name for name in DOTA_V1_0 if name in found)
 
 
+def print_summary(results: list[dict]) -> None:
+    """Mean, sample standard deviation and range over seeds of each head's final image-level metrics."""
+    import statistics
+
+    print("\nsummary (image level, %; mean +- sample std over seeds, [min, max]):")
+    print(f"  {'head':<10} {'runs':>4} | {'AP50':^26} | {'AP75':^26} | {'mAP':^26} | train s")
+    for head in dict.fromkeys(r["head"] for r in results):
+        rows = [r for r in results if r["head"] == head]
+        cells = []
+        for key in ("AP50", "AP75", "mAP"):
+            values = [100 * r[key] for r in rows]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):6.2f} +- {std:5.2f} [{min(values):5.2f}, {max(values):5.2f}]")
+        seconds = statistics.median(r["train_s"] for r in rows)
+        print(f"  {str(head or 'config'):<10} {len(rows):>4} | " + " | ".join(cells) + f" | {seconds:7.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/rgfl-learn-synth"))
@@ -147,6 +170,9 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=384, help="split window size of the synthetic sets")
     parser.add_argument("--overlap", type=int, default=96, help="split overlap of the held-out synthetic set")
     parser.add_argument("--train-overlap", type=int, default=64, help="split overlap of the training set (less duplicated content per epoch than --overlap)")
+    parser.add_argument("--heads", nargs="+", default=None, help="head variants to compare at the same budget (model.head), e.g. gfl vanilla gflv2")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="train.seed of each run; with --heads every head trains with every seed")
+    parser.add_argument("--eval-every", type=int, default=1, help="evaluate every N-th epoch of the synthetic runs (set it to --epochs to score only the end)")
     parser.add_argument("--ext", choices=["png", "jpg"], default="png", help="patch format of the synthetic splits (rgfl split --ext; jpg: quality 95)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers for inference")
@@ -173,13 +199,19 @@ def main() -> None:
 
     if not args.skip_synth:
         synth, split = out / "synth", out / "split"
-        began = time.perf_counter()
-        density = ["--objects", args.objects] if args.objects else []
-        rgfl("synth", synth / "train", "--images", args.train_images, "--size", args.image_size, "--seed", 0, "--empty-fraction", 0, "--classes", SYNTH_CLASSES, *density)
-        rgfl("synth", synth / "val", "--images", args.val_images, "--size", args.image_size, "--seed", 1, "--empty-fraction", 0, "--classes", SYNTH_CLASSES, *density)
-        for part, overlap in (("train", args.train_overlap), ("val", args.overlap)):
-            rgfl("split", synth / part, split / part, "--size", args.patch, "--overlap", overlap, "--workers", 1, "--ext", args.ext)
-        print(f"data: {time.perf_counter() - began:.1f} s", flush=True)
+        data_key = {k: getattr(args, k) for k in ("train_images", "val_images", "image_size", "objects", "patch", "overlap", "train_overlap", "ext")}
+        marker = out / "data.json"
+        if marker.is_file() and json.loads(marker.read_text()) == data_key:
+            print(f"data: reusing {split} (same settings)", flush=True)
+        else:
+            began = time.perf_counter()
+            density = ["--objects", args.objects] if args.objects else []
+            rgfl("synth", synth / "train", "--images", args.train_images, "--size", args.image_size, "--seed", 0, "--empty-fraction", 0, "--classes", SYNTH_CLASSES, *density)
+            rgfl("synth", synth / "val", "--images", args.val_images, "--size", args.image_size, "--seed", 1, "--empty-fraction", 0, "--classes", SYNTH_CLASSES, *density)
+            for part, overlap in (("train", args.train_overlap), ("val", args.overlap)):
+                rgfl("split", synth / part, split / part, "--size", args.patch, "--overlap", overlap, "--workers", 1, "--ext", args.ext)
+            marker.write_text(json.dumps(data_key))
+            print(f"data: {time.perf_counter() - began:.1f} s", flush=True)
         milestones = [max(1, round(args.epochs * 8 / 12)), max(1, round(args.epochs * 11 / 12))]
         overrides = [
             f"data.root={split / 'train'}",
@@ -190,13 +222,25 @@ def main() -> None:
             f"train.device={args.device}",
             *args.overrides,
         ]
-        print(f"synthetic: tiny config, {args.epochs} epochs, overrides {overrides}", flush=True)
-        callback = EvaluateEachEpoch(split / "val", synth / "val" / "labelTxt", out / "eval", None, args.workers, device=args.device)
-        seconds = train_with_eval(config, overrides, out / "work", callback)
-        last = callback.rows[-1]
-        print(f"synthetic: {seconds:.1f} s of training; final image-level AP50 {100 * last['AP50']:.2f}  AP75 {100 * last['AP75']:.2f}  mAP {100 * last['mAP']:.2f}")
-        for name, row in last["per_class"].items():
-            print(f"    {name:<20} gt {row['num_gt']:>4}  dets {row['num_dets']:>5}  AP50 {100 * row['AP50']:6.2f}  AP75 {100 * row['AP75']:6.2f}")
+        # Seed-major: a run cut short still has every head at the first seeds.
+        runs = [(None, None)] if not (args.heads or args.seeds) else [(h, s) for s in (args.seeds or [None]) for h in (args.heads or [None])]
+        results = []
+        for head, seed in runs:
+            name = "_".join(part for part in ([head] if head else []) + ([f"seed{seed}"] if seed is not None else [])) or "run"
+            run_overrides = [*overrides, *([f"model.head={head}"] if head else []), *([f"train.seed={seed}"] if seed is not None else [])]
+            print(f"synthetic [{name}]: tiny config, {args.epochs} epochs, overrides {run_overrides}", flush=True)
+            single = len(runs) == 1
+            work, evals = (out / "work", out / "eval") if single else (out / "runs" / name, out / "eval" / name)
+            callback = EvaluateEachEpoch(split / "val", synth / "val" / "labelTxt", evals, None, args.workers, every=args.eval_every, device=args.device)
+            seconds = train_with_eval(config, run_overrides, work, callback)
+            last = callback.rows[-1]
+            print(f"synthetic [{name}]: {seconds:.1f} s of training; final image-level AP50 {100 * last['AP50']:.2f}  AP75 {100 * last['AP75']:.2f}  mAP {100 * last['mAP']:.2f}")
+            for cls_name, row in last["per_class"].items():
+                print(f"    {cls_name:<20} gt {row['num_gt']:>4}  dets {row['num_dets']:>5}  AP50 {100 * row['AP50']:6.2f}  AP75 {100 * row['AP75']:6.2f}")
+            results.append({"run": name, "head": head, "seed": seed, "train_s": seconds, **{k: last[k] for k in ("AP50", "AP75", "mAP", "patch_AP50")}})
+            (out / "runs.json").write_text(json.dumps(results, indent=2))
+        if len(results) > 1:
+            print_summary(results)
 
     if args.real:
         real_split = out / "real_split"

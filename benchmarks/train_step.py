@@ -8,6 +8,7 @@ Usage::
     # GPU table of issue 20 (about a minute on an H200):
     python benchmarks/train_step.py --device cuda --sizes 1024 --batches 2 8 --boxes 20 500 \
         --heads gfl vanilla --amp off bf16 --repeats 8
+    python benchmarks/train_step.py --sizes 512 --batches 1 --boxes 20 500 --heads gfl gflv2   # gflv2's quality branch
 
 For every (batch, image size, ground-truth count) setting, both detectors run the same images:
 random rotated boxes, DOTA-like sizes (10-300 px, aspect 1-5), 15 classes. rgfl is timed part by
@@ -38,6 +39,7 @@ import torchvision
 
 from rgfl.engine.compile import enable_compile
 from rgfl.model.detector import RotatedGFL
+from rgfl.model.heads import HEAD_VARIANTS
 from rgfl.ops import obb2hbb
 from rgfl.structures import Target
 
@@ -125,7 +127,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--boxes", type=int, nargs="+", default=[20, 500])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--heads", nargs="+", default=["gfl"], choices=["gfl", "vanilla"])
+    parser.add_argument("--heads", nargs="+", default=["gfl"], choices=list(HEAD_VARIANTS), help="heads timed in the same run (e.g. gfl gflv2: the cost of gflv2's quality branch)")
     parser.add_argument("--head", dest="heads", action="store", type=lambda h: [h], help="one head (same as --heads HEAD)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (on CUDA only whole steps are timed)")
     parser.add_argument("--amp", nargs="+", default=["off"], choices=["off", "bf16"], help="autocast settings to run")

@@ -53,7 +53,7 @@ __all__ = [
 class ModelConfig:
     """The detector (:class:`rgfl.model.RotatedGFL`); the keys are passed to it as keyword arguments."""
 
-    head: Literal["gfl", "vanilla"] = "gfl"  # gfl: QFL + DFL (the design); vanilla: the reference results' head
+    head: Literal["gfl", "vanilla", "gflv2"] = "gfl"  # gfl: QFL + DFL (the design); vanilla: the reference results' head; gflv2: gfl + GFocalV2's distribution-guided quality
     backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet50"
     pretrained: str = "imagenet"  # imagenet | none | path to a saved torchvision state dict
     frozen_stages: int = 1  # stem + stage 1 frozen, as in the reference
@@ -61,7 +61,7 @@ class ModelConfig:
     # BatchNorm weight and bias of the stages frozen_stages leaves trainable: "trainable" (the reference,
     # mmdet's requires_grad=True) or "frozen" (FrozenBatchNorm2d; only with norm_eval: true).
     norm_affine: Literal["frozen", "trainable"] = "frozen"
-    reg_max: int | None = None  # bins - 1 of the distributions; None: the head's default (16 gfl, 8 vanilla)
+    reg_max: int | None = None  # bins - 1 of the distributions; None: the head's default (16 gfl/gflv2, 8 vanilla)
     octave_base_scale: float | None = None  # anchor side = scale * stride; None: the head's default (4)
     angle_coding: Literal["sigmoid", "linear"] = "sigmoid"  # gfl head's angle: squashed into le135, or pi/4 * (1 + a)
     feat_channels: int = 256  # head tower width (a multiple of 32: GroupNorm(32))

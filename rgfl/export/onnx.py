@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -43,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rgfl.errors import InputError, RgflError
@@ -113,8 +111,8 @@ class PriorDecoder(nn.Module):
     """The exported computation: ``(images [B,3,S,S] uint8, image_sizes [B,2]) -> (boxes [B,P,5], scores [B,P,C])``.
 
     The prior points of an ``S x S`` input are fixed, so they are buffers (constants in the graph).
-    Boxes are decoded for every prior with the detector's own coding (the ``gfl`` side distances
-    and angle, or the ``vanilla`` deltas) and regularized to le135, the same arithmetic as
+    Boxes are decoded for every prior by the head variant's ``decode_boxes`` (the ``gfl``/``gflv2``
+    side distances and angle, or the ``vanilla`` deltas) and regularized to le135: the code of
     ``RotatedGFL.decode`` + ``regularize_le135`` on the candidates of ``RotatedGFL.postprocess``.
     """
 
@@ -132,43 +130,16 @@ class PriorDecoder(nn.Module):
         self.to(_device_of(detector))
 
     def forward(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor]:
-        from rgfl.model.coder import DistanceAngleCoder, regularize_le135
+        from rgfl.model.coder import regularize_le135
 
-        model = self.detector
-        outputs = model(images)
-        scores = torch.sigmoid(outputs.cls_logits.float())  # [B, P, C]
+        head = self.detector.head
+        outputs = self.detector(images)
+        scores = head.scores(outputs.cls_logits)  # [B, P, C]
         inside = (self.centers[None, :, 1] < image_sizes[:, None, 0]) & (self.centers[None, :, 0] < image_sizes[:, None, 1])  # [B, P]
         scores = scores * inside.unsqueeze(-1).to(scores.dtype)
-        bins = model.reg_max + 1
-        box_logits = outputs.box_logits.float()
-        probs = F.softmax(box_logits.reshape(box_logits.shape[0], box_logits.shape[1], -1, bins), dim=-1)  # [B, P, 4 or 5, K]
-        values = (probs * model.projection).sum(dim=-1)  # [B, P, 4] strides or [B, P, 5] deltas
-        if model.variant == "gfl":
-            theta = DistanceAngleCoder.angle_from_logit(outputs.angle_logits.float(), model.angle_coding)  # [B, P]
-            distances = values * self.point_strides[None, :, None]
-            left, top, right, bottom = distances.unbind(-1)
-            cos, sin = torch.cos(theta), torch.sin(theta)
-            du, dv = (right - left) / 2, (bottom - top) / 2
-            cx = self.centers[None, :, 0] + cos * du - sin * dv
-            cy = self.centers[None, :, 1] + sin * du + cos * dv
-            boxes = torch.stack([cx, cy, left + right, top + bottom, theta], dim=-1)
-        else:
-            boxes = _decode_deltas(self.centers, self.anchor_side, values)
+        # The head variant's own decoding, broadcast over the batch and all priors.
+        boxes = head.decode_boxes(outputs.box_logits, outputs.angle_logits, self.centers[None], self.point_strides[None], self.anchor_side[None])
         return regularize_le135(boxes), scores
-
-
-def _decode_deltas(centers: Tensor, side: Tensor, deltas: Tensor) -> Tensor:
-    """``DeltaXYWHACoder.decode`` for axis-aligned square anchors, broadcast over ``deltas [B, P, 5]``."""
-    from rgfl.model.coder import DeltaXYWHACoder, _norm_le135
-
-    dx, dy, dw, dh, dt = deltas.unbind(-1)
-    limit = DeltaXYWHACoder.max_ratio
-    dw, dh = dw.clamp(-limit, limit), dh.clamp(-limit, limit)
-    # anchor angle 0: cos 1, sin 0
-    x = centers[None, :, 0] + side[None] * dx
-    y = centers[None, :, 1] + side[None] * dy
-    theta = _norm_le135(math.pi * dt)
-    return torch.stack([x, y, side[None] * torch.exp(dw), side[None] * torch.exp(dh), theta], dim=-1)
 
 
 def _device_of(module: nn.Module) -> torch.device:

@@ -143,18 +143,19 @@ class DistanceAngleCoder:
 
     @staticmethod
     def decode(points: Tensor, strides: Tensor, distances: Tensor, theta: Tensor) -> Tensor:
-        """Boxes ``Tensor[N, 5]`` from distances ``Tensor[N, 4]`` (strides) and angles ``Tensor[N]``.
+        """Boxes ``Tensor[N, 5]`` from distances ``Tensor[N, 4]`` (strides) and angles ``Tensor[N]``
+        (any leading shape that broadcasts, e.g. ``[B, P]`` with points ``[1, P, 2]`` and strides ``[1, P]``).
 
         The angle is returned as given (no le135 re-regularization, so that encode/decode are exact
         inverses and the IoU loss sees the raw prediction); use :func:`regularize_le135` for output.
         """
-        distances = distances * strides[:, None]
-        left, top, right, bottom = distances.unbind(1)
+        distances = distances * strides[..., None]
+        left, top, right, bottom = distances.unbind(-1)
         cos, sin = torch.cos(theta), torch.sin(theta)
         du, dv = (right - left) / 2, (bottom - top) / 2
-        cx = points[:, 0] + cos * du - sin * dv
-        cy = points[:, 1] + sin * du + cos * dv
-        return torch.stack([cx, cy, left + right, top + bottom, theta], dim=1)
+        cx = points[..., 0] + cos * du - sin * dv
+        cy = points[..., 1] + sin * du + cos * dv
+        return torch.stack([cx, cy, left + right, top + bottom, theta], dim=-1)
 
 
 class DeltaXYWHACoder:
@@ -183,13 +184,14 @@ class DeltaXYWHACoder:
 
     @classmethod
     def decode(cls, anchors: Tensor, deltas: Tensor) -> Tensor:
-        """Boxes ``Tensor[N, 5]`` (le135 angle) from ``deltas[N, 5]`` relative to ``anchors[N, 5]``."""
-        dx, dy, dw, dh, dt = deltas.unbind(1)
+        """Boxes ``Tensor[N, 5]`` (le135 angle) from ``deltas[N, 5]`` relative to ``anchors[N, 5]``
+        (or any leading shapes that broadcast)."""
+        dx, dy, dw, dh, dt = deltas.unbind(-1)
         dw = dw.clamp(-cls.max_ratio, cls.max_ratio)
         dh = dh.clamp(-cls.max_ratio, cls.max_ratio)
-        xa, ya, wa, ha, ta = anchors.unbind(1)
+        xa, ya, wa, ha, ta = anchors.unbind(-1)
         cos, sin = torch.cos(ta), torch.sin(ta)
         x = xa + wa * dx * cos - ha * dy * sin
         y = ya + wa * dx * sin + ha * dy * cos
         theta = _norm_le135(ta + math.pi * dt)
-        return torch.stack([x, y, wa * torch.exp(dw), ha * torch.exp(dh), theta], dim=1)
+        return torch.stack([x, y, wa * torch.exp(dw), ha * torch.exp(dh), theta], dim=-1)

@@ -10,25 +10,17 @@ imports ``rgfl.losses``; ``rgfl.losses`` never imports ``rgfl.model``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rgfl.losses.assigner import AssignResult, RotatedATSSAssigner
-from rgfl.losses.gfl import (
-    distribution_focal_loss,
-    quality_focal_loss,
-    reduce_mean,
-    rotated_iou,
-    sigmoid_focal_loss,
-)
 from rgfl.model.backbone import ResNetFPN
-from rgfl.model.coder import DeltaXYWHACoder, DistanceAngleCoder, Priors, make_priors, regularize_le135
-from rgfl.model.head import HEAD_VARIANTS, HeadOutputs, RotatedGFLHead
+from rgfl.model.coder import Priors, make_priors, regularize_le135
+from rgfl.model.heads import AnchorTargets, HeadOptions, HeadOutputs, head_class
+from rgfl.model.heads.gfl import closest_representation as _closest_representation  # noqa: F401 (tests import it from here)
 from rgfl.ops import batched_nms_rotated, obb2poly
 from rgfl.structures import Detections, Target
 
@@ -36,6 +28,15 @@ __all__ = ["RotatedGFL"]
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def _head_option(name: str) -> property:
+    """A detector attribute that reads and writes ``self.head.options.<name>`` (:class:`HeadOptions`)."""
+    return property(
+        lambda self: getattr(self.head.options, name),
+        lambda self, value: setattr(self.head.options, name, value),
+        doc=f"``{name}`` of the head variant's options.",
+    )
 
 
 class RotatedGFL(nn.Module):
@@ -114,62 +115,44 @@ class RotatedGFL(nn.Module):
         prior_offset: float = 0.5,
     ) -> None:
         super().__init__()
-        if head not in HEAD_VARIANTS:
-            raise ValueError(f"head must be one of {HEAD_VARIANTS}, got {head!r}")
-        if reach_aware and head != "gfl":
-            raise ValueError("reach_aware assignment is for the gfl head's distance bins; the vanilla head regresses deltas")
-        if reg_max is None:
-            reg_max = 16 if head == "gfl" else 8
-        if reg_max < 1:
-            raise ValueError(f"reg_max must be >= 1, got {reg_max}")
+        head_cls = head_class(head)
+        options = HeadOptions(
+            angle_coding=angle_coding,
+            reach_aware=reach_aware,
+            loss_cls_weight=loss_cls_weight,
+            loss_bbox_weight=loss_bbox_weight,
+            loss_dfl_weight=loss_dfl_weight,
+            quality_weight_floor=quality_weight_floor,
+            qfl_beta=qfl_beta,
+            focal_alpha=focal_alpha,
+            focal_gamma=focal_gamma,
+        )
         self.num_classes = num_classes
-        self.variant = head
-        self.reg_max = reg_max
-        if angle_coding not in DistanceAngleCoder.ANGLE_CODINGS:
-            raise ValueError(f"angle_coding must be one of {DistanceAngleCoder.ANGLE_CODINGS}, got {angle_coding!r}")
-        self.angle_coding = angle_coding
         self.octave_base_scale = float(octave_base_scale)
-        self.loss_cls_weight = loss_cls_weight
-        self.loss_bbox_weight = (2.0 if head == "gfl" else 1.0) if loss_bbox_weight is None else loss_bbox_weight
-        self.loss_dfl_weight = loss_dfl_weight
-        if not 0.0 <= quality_weight_floor <= 1.0:
-            raise ValueError(f"quality_weight_floor must be in [0, 1], got {quality_weight_floor}")
-        if quality_weight_floor > 0 and head != "gfl":
-            raise ValueError("quality_weight_floor is for the gfl head's score-weighted box loss; the vanilla head does not weight it")
-        self.quality_weight_floor = quality_weight_floor
-        self.qfl_beta = qfl_beta
-        self.focal_alpha = focal_alpha
-        self.focal_gamma = focal_gamma
         self.nms_pre = nms_pre
         self.score_thr = score_thr
         self.nms_iou = nms_iou
         self.max_per_img = max_per_img
 
+        reg_max = head_cls.default_reg_max if reg_max is None else reg_max
+        head_cls.check_options(reg_max, options)  # before the backbone, which may load weights
         if not 0.0 <= prior_offset < 1.0:
             raise ValueError(f"prior_offset must be in [0, 1) (a fraction of the stride), got {prior_offset}")
         self.prior_offset = float(prior_offset)
         self.backbone = ResNetFPN(depth, pretrained, frozen_stages, norm_eval, fpn_channels, fpn_min_level, norm_affine=norm_affine)
         self.strides = list(self.backbone.strides)
-        self.head = RotatedGFLHead(
+        self.head = head_cls(
             num_classes,
-            head,
             reg_max,
+            options,
             in_channels=fpn_channels,
             feat_channels=feat_channels,
             stacked_convs=stacked_convs,
             num_levels=len(self.strides),
         )
-        self.assigner = RotatedATSSAssigner(topk, reach=float(reg_max) if reach_aware else None)
+        self.assigner = RotatedATSSAssigner(topk, reach=self.head.assign_reach)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        if head == "gfl":
-            projection = torch.arange(reg_max + 1, dtype=torch.float32)
-            self.register_buffer("projection", projection[None], persistent=False)  # [1, K]
-        else:
-            # Reference bins (notes 7.1): deltas over linspace(-2, 2), the angle over linspace(-5, 2).
-            deltas = torch.linspace(-2.0, 2.0, reg_max + 1)
-            angle = torch.linspace(-5.0, 2.0, reg_max + 1)
-            self.register_buffer("projection", torch.stack([deltas] * 4 + [angle]), persistent=False)  # [5, K]
         self._priors_cache: dict[tuple, Priors] = {}
 
     # ------------------------------------------------------------------ forward
@@ -191,20 +174,32 @@ class RotatedGFL(nn.Module):
         return self._priors_cache[key]
 
     def decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor) -> Tensor:
-        """Decode predictions at prior rows ``index`` (Tensor[N]) into Tensor[N, 5] boxes (float32).
+        """Decode predictions at prior rows ``index`` (Tensor[N]) into Tensor[N, 5] boxes (float32):
+        the head variant's :meth:`~rgfl.model.heads.DenseHead.decode`.
 
         Args:
-            box_logits: Tensor[N, 4K] (``gfl``) or Tensor[N, 5K] (``vanilla``).
-            angle_logits: Tensor[N] (``gfl``) or None.
+            box_logits: Tensor[N, D] rows of ``HeadOutputs.box_logits``.
+            angle_logits: Tensor[N] rows of ``HeadOutputs.angle_logits``, or None for a head without.
         """
-        num = box_logits.shape[0]
-        probs = F.softmax(box_logits.float().view(num, -1, self.reg_max + 1), dim=2)
-        values = (probs * self.projection).sum(dim=2)  # [N, 4] distances in strides or [N, 5] deltas
-        if self.variant == "gfl":
-            assert angle_logits is not None
-            theta = DistanceAngleCoder.angle_from_logit(angle_logits.float(), self.angle_coding)
-            return DistanceAngleCoder.decode(priors.centers[index], priors.strides[index], values, theta)
-        return DeltaXYWHACoder.decode(priors.anchors()[index], values)
+        return self.head.decode(box_logits, angle_logits, priors, index)
+
+    # Settings that live in the head variant, readable (and settable) here as before the variants had modules.
+    @property
+    def variant(self) -> str:
+        return self.head.name
+
+    @property
+    def reg_max(self) -> int:
+        return self.head.reg_max
+
+    angle_coding = _head_option("angle_coding")
+    loss_cls_weight = _head_option("loss_cls_weight")
+    loss_bbox_weight = _head_option("loss_bbox_weight")
+    loss_dfl_weight = _head_option("loss_dfl_weight")
+    quality_weight_floor = _head_option("quality_weight_floor")
+    qfl_beta = _head_option("qfl_beta")
+    focal_alpha = _head_option("focal_alpha")
+    focal_gamma = _head_option("focal_gamma")
 
     # ------------------------------------------------------------------ training
     def compute_losses(self, images: Tensor, targets: list[Target]) -> dict[str, Tensor]:
@@ -281,10 +276,8 @@ class RotatedGFL(nn.Module):
         logits Tensor[B*P, ...], labels Tensor[B*P] with C for negatives, valid/positive
         Tensor[B*P] bool, gt_boxes Tensor[B*P, 5]). Shapes do not depend on the objects, so this is
         the part ``train.compile`` compiles (see ``rgfl.engine.compile``)."""
-        if self.variant == "gfl":
-            assert angle_logits is not None
-            return self._gfl_losses(cls_logits, box_logits, angle_logits, labels, valid, positive, gt_boxes, priors, batch, num_pos_per_image)
-        return self._vanilla_losses(cls_logits, box_logits, labels, valid, positive, gt_boxes, priors, batch, num_pos_per_image)
+        targets = AnchorTargets(labels, valid, positive, gt_boxes, num_pos_per_image, batch)
+        return self.head.losses(cls_logits, box_logits, angle_logits, targets, priors)
 
     def assign(self, priors: Priors, target: Target) -> AssignResult:
         """Rotated ATSS assignment of one image's ground truths to the square anchors (fields Tensor[P])."""
@@ -327,93 +320,6 @@ class RotatedGFL(nn.Module):
             torch._assert_async(((labels >= 0) & (labels < self.num_classes)).all(), "target labels out of range")
         return _PaddedTargets(boxes, labels, ignore, valid)
 
-    def _decode_batch(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, batch: int) -> Tensor:
-        """Decode the predictions at every prior of ``batch`` images (rows image-major, Tensor[B*P, 5])."""
-        num = box_logits.shape[0]
-        probs = F.softmax(box_logits.float().view(num, -1, self.reg_max + 1), dim=2)
-        values = (probs * self.projection).sum(dim=2)  # [B*P, 4] distances in strides or [B*P, 5] deltas
-        if self.variant == "gfl":
-            assert angle_logits is not None
-            theta = DistanceAngleCoder.angle_from_logit(angle_logits.float(), self.angle_coding)
-            return DistanceAngleCoder.decode(priors.centers.repeat(batch, 1), priors.strides.repeat(batch), values, theta)
-        return DeltaXYWHACoder.decode(priors.anchors().repeat(batch, 1), values)
-
-    def _gfl_losses(
-        self,
-        cls_logits: Tensor,
-        box_logits: Tensor,
-        angle_logits: Tensor,
-        labels: Tensor,
-        valid: Tensor,
-        positive: Tensor,
-        gt_boxes: Tensor,
-        priors: Priors,
-        batch: int,
-        num_pos_per_image: Tensor,
-    ) -> dict[str, Tensor]:
-        num_anchors = cls_logits.shape[0]
-        pred_boxes = self._decode_batch(box_logits, angle_logits, priors, batch)  # [B*P, 5]
-        iou = rotated_iou(pred_boxes, gt_boxes)  # [B*P] float32, differentiable
-        pos_iou = torch.where(positive, iou.detach(), 0.0)
-        # QFL target: the IoU at the ground-truth class of a positive, 0 elsewhere (labels == C
-        # on negatives falls in the one-hot column that is cut off).
-        quality = F.one_hot(labels, self.num_classes + 1)[:, : self.num_classes] * pos_iou[:, None]  # [B*P, C]
-        # Quality weight: the detached max class score of each positive (GFL 6.2), 0 elsewhere.
-        weight = torch.sigmoid(cls_logits.detach().float()).max(dim=1).values  # [B*P]
-        if self.quality_weight_floor > 0:
-            weight = weight.clamp(min=self.quality_weight_floor)
-        weight = torch.where(positive, weight, 0.0)
-        # DFL targets in the frame of the ground-truth representation closest to the predicted
-        # angle (a rectangle has four: theta + k*pi/2, w/h swapped for odd k), so that DFL and
-        # the angle branch never pull towards different but equivalent boxes.
-        matched_gt = _closest_representation(gt_boxes, pred_boxes[:, 4].detach())
-        distance_target = DistanceAngleCoder.encode(priors.centers.repeat(batch, 1), priors.strides.repeat(batch), matched_gt)
-        distance_target = distance_target.clamp(0.0, self.reg_max - 0.01)
-        dfl = distribution_focal_loss(box_logits.view(num_anchors * 4, self.reg_max + 1), distance_target.reshape(-1)).view(num_anchors, 4)
-        # Every process joins both all-reduces, with or without positives (else DDP hangs).
-        weight_sum = reduce_mean(weight.sum()).clamp(min=1.0)
-        loss_bbox = (weight * (1.0 - iou)).sum() / weight_sum
-        loss_dfl = (weight[:, None] * dfl).sum() / 4.0 / weight_sum
-        avg_factor = reduce_mean(num_pos_per_image).clamp(min=1.0)
-        qfl = quality_focal_loss(cls_logits, quality, self.qfl_beta)
-        loss_qfl = (qfl * valid[:, None]).sum() / avg_factor
-        num_pos = positive.sum().float()
-        return {
-            "loss_qfl": self.loss_cls_weight * loss_qfl,
-            "loss_bbox": self.loss_bbox_weight * loss_bbox,
-            "loss_dfl": self.loss_dfl_weight * loss_dfl,
-            "num_pos": num_pos,
-            "pos_iou": pos_iou.sum() / num_pos.clamp(min=1.0),
-        }
-
-    def _vanilla_losses(
-        self,
-        cls_logits: Tensor,
-        box_logits: Tensor,
-        labels: Tensor,
-        valid: Tensor,
-        positive: Tensor,
-        gt_boxes: Tensor,
-        priors: Priors,
-        batch: int,
-        num_pos_per_image: Tensor,
-    ) -> dict[str, Tensor]:
-        # Reference normalizer (notes 7.1): number of positives, no cross-process mean.
-        avg_factor = num_pos_per_image.clamp(min=1.0)
-        one_hot = F.one_hot(labels, self.num_classes + 1)[:, : self.num_classes]  # background row -> zeros
-        focal = sigmoid_focal_loss(cls_logits, one_hot, self.focal_alpha, self.focal_gamma)
-        loss_cls = (focal * valid[:, None]).sum()
-        pred_boxes = self._decode_batch(box_logits, None, priors, batch)
-        iou = rotated_iou(pred_boxes, gt_boxes)
-        loss_bbox = torch.where(positive, -iou.clamp(min=1e-6).log(), 0.0).sum()
-        num_pos = positive.sum().float()
-        return {
-            "loss_cls": self.loss_cls_weight * loss_cls / avg_factor,
-            "loss_bbox": self.loss_bbox_weight * loss_bbox / avg_factor,
-            "num_pos": num_pos,
-            "pos_iou": torch.where(positive, iou.detach(), 0.0).sum() / num_pos.clamp(min=1.0),
-        }
-
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def predict(self, images: Tensor, image_sizes: list[tuple[int, int]] | None = None) -> list[Detections]:
@@ -436,7 +342,7 @@ class RotatedGFL(nn.Module):
         device = outputs.cls_logits.device
         priors = self.priors(outputs, device)
         batch, num_priors, num_classes = outputs.cls_logits.shape
-        scores = torch.sigmoid(outputs.cls_logits.float())  # [B, P, C]
+        scores = self.head.scores(outputs.cls_logits)  # [B, P, C]
         max_scores = scores.max(dim=2).values  # [B, P]
         if image_sizes is not None:
             if len(image_sizes) != batch:
@@ -509,13 +415,3 @@ class _PaddedTargets:
     labels: Tensor
     ignore: Tensor
     valid: Tensor
-
-
-def _closest_representation(boxes: Tensor, theta: Tensor) -> Tensor:
-    """Re-express ``boxes[N, 5]`` as ``(cx, cy, w', h', t + k*pi/2)`` with k chosen so the angle is
-    closest to ``theta[N]`` (w and h swapped for odd k): the same rectangle in every case."""
-    k = torch.round((theta - boxes[:, 4]) / (math.pi / 2))
-    odd = torch.remainder(k, 2) == 1
-    w = torch.where(odd, boxes[:, 3], boxes[:, 2])
-    h = torch.where(odd, boxes[:, 2], boxes[:, 3])
-    return torch.stack([boxes[:, 0], boxes[:, 1], w, h, boxes[:, 4] + k * (math.pi / 2)], dim=1)

@@ -77,7 +77,7 @@ def test_unknown_section(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("model:\n  head: gfll\n", r"model.head: expected one of gfl, vanilla, got 'gfll'; did you mean 'gfl'"),
+        ("model:\n  head: gfll\n", r"model.head: expected one of gfl, vanilla, gflv2, got 'gfll'; did you mean 'gfl'"),
         ("optimizer:\n  momentum: fast\n", r"optimizer.momentum: expected a number, got 'fast'"),
         ("schedule:\n  epochs: 1.5\n", r"schedule.epochs: expected an integer, got 1.5"),
         ("schedule:\n  milestones: 8\n", r"schedule.milestones: expected a list of an integer"),
