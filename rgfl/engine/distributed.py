@@ -50,7 +50,7 @@ def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> the local CUDA device when available, else CPU; ``cuda`` -> ``cuda:<local_rank>``."""
     from rgfl.engine.devices import resolve_device as resolve
 
-    return torch.device(resolve(spec, "train.device", cuda_index=local_rank))
+    return torch.device(resolve(spec, "train.device", cuda_index=local_rank, hint=" (--device or --set train.device=...)"))
 
 
 def init_distributed(device_spec: str = "auto", timeout_minutes: float = 30.0) -> DistInfo:
