@@ -15,18 +15,9 @@ from rgfl.model.heads import HEADS, HEAD_VARIANTS
 from rgfl.model.heads.gflv2 import DistributionQuality, joint_logit
 from rgfl.structures import Target
 from tests.conftest import DEVICES, REPO_ROOT
+from tests.model.test_detector import NUM_CLASSES, _small_model, _total
 
 OLD_HEADS = Path(__file__).parent / "data" / "old_heads.pt"
-NUM_CLASSES = 3
-
-
-def _small_model(head: str, **kwargs) -> RotatedGFL:
-    torch.manual_seed(0)
-    return RotatedGFL(NUM_CLASSES, head=head, depth=18, pretrained="none", **kwargs)
-
-
-def _total(losses: dict[str, torch.Tensor]) -> torch.Tensor:
-    return sum(value for key, value in losses.items() if key.startswith("loss"))
 
 
 # ---------------------------------------------------------------------------------- old checkpoints
