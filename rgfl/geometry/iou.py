@@ -16,6 +16,11 @@ same line in the same direction (identical boxes, shared sides) are counted once
 when it is on B's boundary (closed test), B's edge only when strictly inside A (open test). Edges
 whose direction is within a few ulps of parallel are snapped to parallel to keep gradients finite.
 
+The gradient is not the reverse of these steps but written out (``_RotatedOverlap``): moving a box
+changes the intersection by the normal speed of its sides over their pieces inside the other box
+(the pieces the clipping found), so the backward is a few dozen element-wise operations, equal to
+the reverse-mode result (tested against finite differences of shapely's areas).
+
 Public entry: :func:`box_iou_rotated` (re-exported by :mod:`rgfl.ops`). The fast CPU kernels for
 non-differentiable bulk work live in :mod:`rgfl.geometry.iou_numba` and are chosen automatically.
 """
@@ -24,11 +29,12 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from rgfl.geometry.boxes import obb2hbb
 
@@ -55,6 +61,14 @@ _SIDE_SIGNS = ((-1.0, 1.0, -1.0, 1.0), (-1.0, -1.0, 1.0, 1.0))
 # A's corners and edges as signed sums of its half axes u (along w) and v (along h): rows are
 # corner u, corner v, edge u, edge v signs for the 4 corners, counter-clockwise.
 _A_SIGNS = ((-1.0, 1.0, 1.0, -1.0), (-1.0, -1.0, 1.0, 1.0), (2.0, 0.0, -2.0, 0.0), (0.0, 2.0, 0.0, -2.0))
+# Gradient of the intersection from the lengths L of a box's sides inside the other box: a [4, 4]
+# matrix taking L (in the order of the box's sides) to (along u, along v, d/dw, d/dh) in the box's
+# own frame (see _box_gradient). A's edges: bottom, right, top, left; B's sides: left, right,
+# bottom, top. The turn weights of B's sides: +1/2 where the side's counter-clockwise tangent runs
+# against its axis (left: -y, top: -x), -1/2 where along it.
+_A_FRAME_MIX = ((0.0, -1.0, 0.0, 0.5), (1.0, 0.0, 0.5, 0.0), (0.0, 1.0, 0.0, 0.5), (-1.0, 0.0, 0.5, 0.0))
+_B_FRAME_MIX = ((-1.0, 0.0, 0.5, 0.0), (1.0, 0.0, 0.5, 0.0), (0.0, -1.0, 0.0, 0.5), (0.0, 1.0, 0.0, 0.5))
+_B_TURN_SIGNS = (0.5, -0.5, -0.5, 0.5)
 _CONSTANTS: dict[tuple[torch.device, torch.dtype], tuple[Tensor, ...]] = {}
 
 
@@ -66,26 +80,41 @@ def _constants(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, ...]:
         signs = torch.tensor(_A_SIGNS, dtype=dtype, device=device)[:, None, :, None]  # [4, 1, 4, 1]
         side_signs = torch.tensor(_SIDE_SIGNS, dtype=dtype, device=device)
         cross, along = torch.tensor(_CROSS, device=device), torch.tensor(_ALONG, device=device)
-        _CONSTANTS[key] = (signs[0], signs[1], signs[2], signs[3], side_signs[0], side_signs[1], cross, along)
+        mixes = torch.tensor((_A_FRAME_MIX, _B_FRAME_MIX), dtype=dtype, device=device)
+        turn_signs = torch.tensor(_B_TURN_SIGNS, dtype=dtype, device=device)
+        _CONSTANTS[key] = (signs[0], signs[1], signs[2], signs[3], side_signs[0], side_signs[1], cross, along, mixes[0], mixes[1], turn_signs)
     return _CONSTANTS[key]
 
 
-def rotated_box_intersection(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Intersection areas of aligned pairs of rotated boxes.
+class _Overlap(NamedTuple):
+    """What the clipping finds for aligned pairs (A = boxes1, B = boxes2), Tensor[P] / Tensor[P, 4].
 
-    Args:
-        boxes1: Tensor[P, 5] obb (any theta; negative sides count as 0).
-        boxes2: Tensor[P, 5] obb, same dtype and device.
+    ``a_enter``/``a_leave``: the part of each edge of A inside B, as parameters ``t`` along the
+    edge (``corner_i + t * edge_i``, ``0 <= a_enter <= a_leave <= 1``; empty: equal). Edges in the
+    order bottom, right, top, left of A's own frame (counter-clockwise).
+    ``b_low``/``b_high``: the part of each side of B strictly inside A, as coordinates along the
+    side in B's frame (origin at B's center; empty: equal). Sides in the order left, right,
+    bottom, top.
+    """
 
-    Returns:
-        Tensor[P] intersection areas, in ``[0, min(area1, area2)]``; differentiable.
+    inter: Tensor
+    sides1: Tensor
+    sides2: Tensor
+    a_enter: Tensor
+    a_leave: Tensor
+    b_low: Tensor
+    b_high: Tensor
+
+
+def _clip(boxes1: Tensor, boxes2: Tensor) -> _Overlap:
+    """The intersection of aligned pairs and the boundary pieces it is made of (see :class:`_Overlap`).
 
     The four sides of B and the two axes are handled as tensor dimensions (``[P, 4 edges of A,
     4 sides of B]``) rather than one expression each: the same arithmetic in about a third of the
     operator calls, which is what a training step on a GPU pays for.
     """
     inf = math.inf
-    corner_u, corner_v, edge_u, edge_v, line_signs, side_signs, cross, along = _constants(boxes1.device, boxes1.dtype)
+    corner_u, corner_v, edge_u, edge_v, line_signs, side_signs, cross, along, *_ = _constants(boxes1.device, boxes1.dtype)
     # A negative side is not a box: it counts as 0 (no area, no gradient).
     sides1 = boxes1[:, 2:4].clamp(min=0)
     sides2 = boxes2[:, 2:4].clamp(min=0)
@@ -120,9 +149,10 @@ def rotated_box_intersection(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     t_axes = t.view(t.shape[0], 4, 2, 2)  # [P, 4, axis, (low side, high side)]
     t_low, t_high = t_axes[..., 0], t_axes[..., 1]
     outside = (parallel & ((t_low > 0) | (t_high < 0))).any(-1)
-    enter = torch.minimum(t_low, t_high).masked_fill(parallel, -inf).amax(-1)
-    leave = torch.maximum(t_low, t_high).masked_fill(parallel, inf).amin(-1)
-    piece = (leave.clamp(max=1.0) - enter.clamp(min=0.0)).clamp(min=0.0).masked_fill(outside, 0.0)
+    enter = torch.minimum(t_low, t_high).masked_fill(parallel, -inf).amax(-1).clamp(min=0.0)
+    leave = torch.maximum(t_low, t_high).masked_fill(parallel, inf).amin(-1).clamp(max=1.0)
+    leave = torch.where(outside, enter, torch.maximum(leave, enter))
+    piece = leave - enter
     corner_x, corner_y = corners.unbind(-1)
     edge_x, edge_y = edges.unbind(-1)
     part_a = 0.5 * (piece * (corner_x * edge_y - corner_y * edge_x)).sum(-1)
@@ -138,31 +168,128 @@ def rotated_box_intersection(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     lower = crossing.masked_fill(direction >= 0, -inf).amax(1)
     empty = (parallel[..., cross] & (gap <= 0)).any(1)
     reach = half[:, along]
-    length = (torch.minimum(upper, reach) - torch.maximum(lower, -reach)).clamp(min=0.0).masked_fill(empty, 0.0)
-    part_b = 0.5 * (length * half[:, cross]).sum(-1)
+    low = torch.maximum(lower, -reach)
+    high = torch.where(empty, low, torch.maximum(torch.minimum(upper, reach), low))
+    part_b = 0.5 * ((high - low) * half[:, cross]).sum(-1)
 
     inter = part_a + part_b
-    return torch.minimum(inter.clamp(min=0.0), torch.minimum(sides1.prod(-1), sides2.prod(-1)))
+    inter = torch.minimum(inter.clamp(min=0.0), torch.minimum(sides1.prod(-1), sides2.prod(-1)))
+    return _Overlap(inter, sides1, sides2, enter, leave, low, high)
 
 
-def _iou_from_intersection(inter: Tensor, area1: Tensor, area2: Tensor, mode: str) -> Tensor:
+def _overlap_ratio(inter: Tensor, area1: Tensor, area2: Tensor, mode: str) -> Tensor:
+    """IoU or IoF from the intersection, 0 where the denominator is 0, clamped to [0, 1]."""
     denominator = area1 if mode == "iof" else area1 + area2 - inter
     positive = denominator > 0
     safe = torch.where(positive, denominator, torch.ones_like(denominator))
     return torch.where(positive, inter / safe, torch.zeros_like(inter)).clamp(0.0, 1.0)
 
 
-def _areas(boxes: Tensor) -> Tensor:
-    return boxes[:, 2].clamp(min=0) * boxes[:, 3].clamp(min=0)
+def _box_gradient(
+    boxes: Tensor, sides: Tensor, inside: Tensor, turn: Tensor, frame_mix: Tensor, d_inter: Tensor, d_area: Tensor | None
+) -> Tensor:
+    """Tensor[P, 5]: ``d_inter * dI/dbox + d_area * d(w h)/dbox`` for one box of each pair.
+
+    Reynolds' transport theorem: when a box moves, the intersection I changes by the normal speed
+    of the box's boundary integrated over the part of that boundary inside the other box. For a
+    rectangle (cx, cy, w, h, theta) that part is one piece of each side, of length ``inside``
+    (Tensor[P, 4]), so dI/dcenter = sum_i L_i n_i (outward normals), dI/dw = (L_left + L_right) / 2,
+    dI/dh = (L_bottom + L_top) / 2 (``frame_mix`` maps L to these in the box's frame), and a turn
+    about the center moves a side point at distance s from the side's midpoint (along its
+    counter-clockwise tangent) inwards at speed s: dI/dtheta = ``turn`` = -sum_i integral(s ds)
+    over the pieces. Where I is not differentiable (coinciding sides) this is one of its
+    one-sided derivatives. Sides below 0 count as 0 and get no gradient, as the clamp's own rule.
+    """
+    local = inside @ frame_mix  # [P, 4]: along u, along v, dI/dw, dI/dh
+    along_u, along_v, d_sides = local.split([1, 1, 2], dim=-1)
+    theta = boxes[:, 4:5]
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    grad = torch.cat([along_u * cos - along_v * sin, along_u * sin + along_v * cos, d_sides, turn[:, None]], dim=-1) * d_inter[:, None]
+    if d_area is not None:
+        grad[:, 2:4] += d_area[:, None] * sides.flip(-1)
+    grad[:, 2:4] *= boxes[:, 2:4] >= 0
+    return grad
+
+
+class _RotatedOverlap(torch.autograd.Function):
+    """Intersection, IoU or IoF of aligned pairs with an analytic gradient (:func:`_box_gradient`):
+    the backward is a few dozen element-wise operations on what the forward found, instead of the
+    reverse of every clipping step (about 240 operator calls, most of a training step's box-loss
+    cost on a launch-bound GPU). Equal to the autograd gradient of the same clipping (tested)."""
+
+    @staticmethod
+    def forward(ctx: Any, boxes1: Tensor, boxes2: Tensor, mode: str) -> Tensor:  # type: ignore[override]
+        geometry = _clip(boxes1, boxes2)
+        area1, area2 = geometry.sides1.prod(-1), geometry.sides2.prod(-1)
+        result = geometry.inter if mode == "inter" else _overlap_ratio(geometry.inter, area1, area2, mode)
+        ctx.mode = mode
+        ctx.save_for_backward(boxes1, boxes2, area1, area2, *geometry)
+        return result
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
+        boxes1, boxes2, area1, area2, *fields = ctx.saved_tensors
+        geometry = _Overlap(*fields)
+        inter, mode = geometry.inter, ctx.mode
+        d_area1 = d_area2 = None
+        if mode == "inter":
+            d_inter = grad_output
+        else:
+            # ratio = I / U, U = A1 + A2 - I (IoF: U = A1): dI gets 1/U + I/U^2 (1/U for IoF),
+            # dA1 (and dA2 for IoU) -I/U^2; none where the ratio is 0 by definition or clamped.
+            denominator = area1 if mode == "iof" else area1 + area2 - inter
+            positive = denominator > 0
+            safe = torch.where(positive, denominator, 1.0)
+            ratio = inter / safe
+            scale = torch.where(positive & (ratio <= 1.0), grad_output / safe, 0.0)
+            d_inter = scale if mode == "iof" else scale * (1.0 + ratio)
+            d_area1 = -scale * ratio
+            d_area2 = None if mode == "iof" else d_area1
+        *_, a_mix, b_mix, b_turn_signs = _constants(boxes1.device, boxes1.dtype)
+        grad1 = grad2 = None
+        if ctx.needs_input_grad[0]:
+            # A's edges (bottom, right, top, left) have lengths (w, h, w, h); pieces in t in [0, 1].
+            lengths = geometry.sides1.repeat(1, 2)
+            piece = geometry.a_leave - geometry.a_enter
+            turn = -0.5 * (lengths * lengths * piece * (geometry.a_leave + geometry.a_enter - 1.0)).sum(-1)
+            grad1 = _box_gradient(boxes1, geometry.sides1, piece * lengths, turn, a_mix, d_inter, d_area1)
+        if ctx.needs_input_grad[1]:
+            # B's sides (left, right, bottom, top): pieces as coordinates along them, in pixels.
+            low, high = geometry.b_low, geometry.b_high
+            turn = ((high * high - low * low) * b_turn_signs).sum(-1)
+            grad2 = _box_gradient(boxes2, geometry.sides2, high - low, turn, b_mix, d_inter, d_area2)
+        return grad1, grad2, None
+
+
+def rotated_box_intersection(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Intersection areas of aligned pairs of rotated boxes.
+
+    Args:
+        boxes1: Tensor[P, 5] obb (any theta; negative sides count as 0).
+        boxes2: Tensor[P, 5] obb, same dtype and device.
+
+    Returns:
+        Tensor[P] intersection areas, in ``[0, min(area1, area2)]``; differentiable (analytic
+        gradient, see :func:`_intersection_gradients`).
+    """
+    return _aligned_overlap(boxes1, boxes2, "inter")
+
+
+def _aligned_overlap(boxes1: Tensor, boxes2: Tensor, mode: str) -> Tensor:
+    if torch.is_grad_enabled() and (boxes1.requires_grad or boxes2.requires_grad):
+        return _RotatedOverlap.apply(boxes1, boxes2, mode)
+    geometry = _clip(boxes1, boxes2)
+    if mode == "inter":
+        return geometry.inter
+    return _overlap_ratio(geometry.inter, geometry.sides1.prod(-1), geometry.sides2.prod(-1), mode)
 
 
 def _aligned_torch(boxes1: Tensor, boxes2: Tensor, mode: str) -> Tensor:
-    outputs = []
-    for start in range(0, boxes1.shape[0], _PAIRS_PER_CHUNK):
-        b1 = boxes1[start : start + _PAIRS_PER_CHUNK]
-        b2 = boxes2[start : start + _PAIRS_PER_CHUNK]
-        inter = rotated_box_intersection(b1, b2)
-        outputs.append(_iou_from_intersection(inter, _areas(b1), _areas(b2), mode))
+    outputs = [
+        _aligned_overlap(boxes1[start : start + _PAIRS_PER_CHUNK], boxes2[start : start + _PAIRS_PER_CHUNK], mode)
+        for start in range(0, boxes1.shape[0], _PAIRS_PER_CHUNK)
+    ]
     if not outputs:
         return boxes1.new_zeros(0)
     return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
@@ -281,7 +408,9 @@ def box_iou_rotated(boxes1: Any, boxes2: Any, mode: str = "iou", aligned: bool =
         # Half precision cannot hold pixel coordinates of a 1024 patch to a useful accuracy
         # (e.g. under autocast): compute in float32 and hand back the input dtype.
         work_dtype = torch.float32 if boxes1.dtype in (torch.float16, torch.bfloat16) else boxes1.dtype
-        b1, b2 = boxes1.to(work_dtype), boxes2.to(work_dtype)
+        # (A conversion only where needed: even a no-op .to() is an operator call in a training step.)
+        b1, b2 = (boxes1.to(work_dtype), boxes2.to(work_dtype)) if work_dtype != boxes1.dtype else (boxes1, boxes2)
         result = _aligned_torch(b1, b2, mode) if aligned else _pairwise_torch(b1, b2, mode)
-        result = result.to(boxes1.dtype)
+        if result.dtype != boxes1.dtype:
+            result = result.to(boxes1.dtype)
     return result.numpy() if from_numpy else result

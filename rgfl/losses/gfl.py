@@ -83,7 +83,10 @@ def rotated_iou(pred: Tensor, target: Tensor) -> Tensor:
     loses too much in half precision.
     """
     with torch.autocast(device_type=pred.device.type, enabled=False):
-        return box_iou_rotated(pred.float(), target.float(), aligned=True).clamp(0.0, 1.0)
+        # box_iou_rotated's result is already in [0, 1].
+        pred = pred if pred.dtype == torch.float32 else pred.float()
+        target = target if target.dtype == torch.float32 else target.float()
+        return box_iou_rotated(pred, target, aligned=True)
 
 
 def rotated_iou_loss(pred: Tensor, target: Tensor, mode: str = "linear", eps: float = 1e-6) -> Tensor:
