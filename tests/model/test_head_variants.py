@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from rgfl.losses.gfl import quality_focal_loss
 from rgfl.model.detector import RotatedGFL
-from rgfl.model.heads import HEADS, HEAD_VARIANTS
+from rgfl.model.heads import HEAD_VARIANTS, HEADS, HeadOptions, build_head
 from rgfl.model.heads.gflv2 import DistributionQuality, joint_logit
 from rgfl.structures import Target
 from tests.conftest import DEVICES, REPO_ROOT
@@ -266,3 +266,29 @@ def test_gflv2_exports_to_onnx_with_its_quality_in_the_scores(tmp_path):
     expected = detector.predict(images, sizes)
     assert sum(len(d) for d in expected) > 30
     assert_same_detections(expected, OnnxDetector(tmp_path / "gflv2.onnx").predict(images, sizes))
+
+
+# ---------------------------------------------------------------------------------- paired towers
+@pytest.mark.parametrize("stacked_convs", [4, 1, 0])
+def test_paired_towers_equal_the_two_separate_towers(stacked_convs):
+    # The head runs its class and box towers as one tower of twice the channels (one conv per
+    # layer, grouped after the first; GroupNorm of twice the groups); torch's own modules, run
+    # one tower at a time, are the reference.
+    torch.manual_seed(0)
+    head = build_head("gfl", NUM_CLASSES, 8, HeadOptions(), in_channels=64, feat_channels=64, stacked_convs=stacked_convs).double()
+    with torch.no_grad():
+        for parameter in head.parameters():
+            parameter.add_(torch.randn_like(parameter))  # GroupNorm affine away from (1, 0)
+    feature = torch.randn(2, 64, 9, 7, dtype=torch.float64, requires_grad=True)
+    cls_feat, reg_feat = head.paired_towers(feature, head.paired_tower_layers())
+    torch.testing.assert_close(cls_feat, head.cls_tower(feature), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(reg_feat, head.reg_tower(feature), rtol=1e-12, atol=1e-12)
+    if stacked_convs:
+        (cls_feat.square().sum() + reg_feat.sum()).backward()
+        paired = {name: p.grad.clone() for name, p in head.named_parameters() if p.grad is not None}
+        head.zero_grad()
+        (head.cls_tower(feature).square().sum() + head.reg_tower(feature).sum()).backward()
+        separate = {name: p.grad for name, p in head.named_parameters() if p.grad is not None}
+        assert paired.keys() == separate.keys() and len(paired) == 6 * stacked_convs
+        for name in paired:
+            torch.testing.assert_close(paired[name], separate[name], rtol=1e-10, atol=1e-12)

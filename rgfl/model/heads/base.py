@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rgfl.model.coder import Priors
@@ -120,6 +121,12 @@ def conv_tower(in_channels: int, channels: int, num_convs: int) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
+def _tower_layers(tower: nn.Sequential) -> list[tuple[nn.Conv2d, nn.GroupNorm]]:
+    """(conv, norm) of each [conv3x3 + GroupNorm + ReLU] block of a :func:`conv_tower`."""
+    modules = list(tower)
+    return [(modules[i], modules[i + 1]) for i in range(0, len(modules), 3)]
+
+
 def _flatten(t: Tensor) -> Tensor:
     """Tensor[B, X, H, W] -> Tensor[B, H*W, X] (row-major points, the order of the priors)."""
     return t.flatten(2).transpose(1, 2)
@@ -185,11 +192,49 @@ class DenseHead(nn.Module):
         nn.init.constant_(self.cls_conv.bias, -math.log((1 - self.prior_prob) / self.prior_prob))
 
     # ------------------------------------------------------------------ layout
-    def level_outputs(self, level: int, feature: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """One level: class logits Tensor[B, C, H, W], box logits Tensor[B, D, H, W], angle Tensor[B, 1, H, W] or None."""
-        cls_feat = self.cls_tower(feature)
-        reg_feat = self.reg_tower(feature)
+    def level_outputs(self, level: int, cls_feat: Tensor, reg_feat: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One level from its tower features (Tensor[B, feat_channels, H, W] each): class logits
+        Tensor[B, C, H, W], box logits Tensor[B, D, H, W], angle Tensor[B, 1, H, W] or None."""
         return self.cls_conv(cls_feat), self.reg_conv(reg_feat), None
+
+    def paired_tower_layers(self) -> list[tuple[Tensor, Tensor, Tensor, int, float]]:
+        """The class and box towers as one tower of twice the channels: per layer the two conv
+        weights stacked along the output channels, the two GroupNorms' weights and biases likewise,
+        and the number of groups and eps of the joint GroupNorm.
+
+        Why: both towers read the same feature, so their first convolutions are one convolution
+        with both weights, and every later layer is one grouped convolution (groups=2: the class
+        half only sees class channels); a GroupNorm of 2G groups over both halves is exactly the
+        two GroupNorms of G groups. The same arithmetic in half the operator calls of the towers,
+        forward and backward, per level (issue 20: a training step on a GPU is bound by launches).
+        Built once per forward (one ``cat`` per tensor), so the parameters, their names and the
+        checkpoints stay those of two separate towers."""
+        layers = []
+        for cls_layer, reg_layer in zip(_tower_layers(self.cls_tower), _tower_layers(self.reg_tower)):
+            (cls_conv, cls_norm), (reg_conv, reg_norm) = cls_layer, reg_layer
+            layers.append(
+                (
+                    torch.cat([cls_conv.weight, reg_conv.weight]),
+                    torch.cat([cls_norm.weight, reg_norm.weight]),
+                    torch.cat([cls_norm.bias, reg_norm.bias]),
+                    cls_norm.num_groups + reg_norm.num_groups,
+                    cls_norm.eps,
+                )
+            )
+        return layers
+
+    @staticmethod
+    def paired_towers(feature: Tensor, layers: list[tuple[Tensor, Tensor, Tensor, int, float]]) -> tuple[Tensor, Tensor]:
+        """(class tower, box tower) features of one level's ``feature`` (Tensor[B, in_channels, H, W])
+        through the :meth:`paired_tower_layers`."""
+        x = feature
+        for index, (weight, norm_weight, norm_bias, groups, eps) in enumerate(layers):
+            x = F.conv2d(x, weight, padding=1, groups=1 if index == 0 else 2)
+            x = F.relu(F.group_norm(x, groups, norm_weight, norm_bias, eps), inplace=True)
+        if not layers:
+            return feature, feature
+        cls_feat, reg_feat = x.chunk(2, dim=1)
+        return cls_feat, reg_feat
 
     def finish(self, outputs: HeadOutputs) -> HeadOutputs:
         """Hook on the flattened outputs of all levels (``gflv2`` multiplies in its quality here)."""
@@ -198,8 +243,9 @@ class DenseHead(nn.Module):
     def forward(self, features: list[Tensor], strides: list[int]) -> HeadOutputs:
         """Apply the head to ``features`` (list of Tensor[B, in_channels, H_l, W_l], finest first)."""
         cls_per_level, box_per_level, angle_per_level = [], [], []
+        tower_layers = self.paired_tower_layers()
         for level, feature in enumerate(features):
-            cls, box, angle = self.level_outputs(level, feature)
+            cls, box, angle = self.level_outputs(level, *self.paired_towers(feature, tower_layers))
             cls_per_level.append(_flatten(cls))  # [B, H*W, C]
             box_per_level.append(_flatten(box))  # [B, H*W, D]
             if angle is not None:

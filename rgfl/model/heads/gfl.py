@@ -50,9 +50,7 @@ class GFLHead(DenseHead):
         if not 0.0 <= options.quality_weight_floor <= 1.0:
             raise ValueError(f"quality_weight_floor must be in [0, 1], got {options.quality_weight_floor}")
 
-    def level_outputs(self, level: int, feature: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        cls_feat = self.cls_tower(feature)
-        reg_feat = self.reg_tower(feature)
+    def level_outputs(self, level: int, cls_feat: Tensor, reg_feat: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         box = self.scales[level](self.reg_conv(reg_feat))  # [B, 4K, H, W]
         # float32 even under autocast: the unbounded linear angle coding has no squashing to hide
         # bf16 rounding (a step of 2**-7 in the logit near |a| = 1 is 0.35 degrees), and the
