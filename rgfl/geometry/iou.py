@@ -100,6 +100,8 @@ class _Overlap(NamedTuple):
     inter: Tensor
     sides1: Tensor
     sides2: Tensor
+    area1: Tensor
+    area2: Tensor
     a_enter: Tensor
     a_leave: Tensor
     b_low: Tensor
@@ -116,19 +118,18 @@ def _clip(boxes1: Tensor, boxes2: Tensor) -> _Overlap:
     inf = math.inf
     corner_u, corner_v, edge_u, edge_v, line_signs, side_signs, cross, along, *_ = _constants(boxes1.device, boxes1.dtype)
     # A negative side is not a box: it counts as 0 (no area, no gradient).
-    sides1 = boxes1[:, 2:4].clamp(min=0)
-    sides2 = boxes2[:, 2:4].clamp(min=0)
+    centers1, sides1, theta1 = boxes1.split([2, 2, 1], dim=-1)
+    centers2, sides2, theta2 = boxes2.split([2, 2, 1], dim=-1)
+    sides1, sides2 = sides1.clamp(min=0), sides2.clamp(min=0)
     half = 0.5 * sides2  # [P, 2]: B is the slab |x| <= a, |y| <= b in its own frame
-    theta_b = boxes2[:, 4]
-    cos_b, sin_b = torch.cos(theta_b), torch.sin(theta_b)
-    dx, dy = (boxes1[:, :2] - boxes2[:, :2]).unbind(-1)
+    angles = torch.cat([theta2, theta1 - theta2], dim=-1)  # [P, 2]: B's angle, A's angle in B's frame
+    (cos_b, cos_p), (sin_b, sin_p) = torch.cos(angles).unbind(-1), torch.sin(angles).unbind(-1)
+    dx, dy = (centers1 - centers2).unbind(-1)
     px = dx * cos_b + dy * sin_b  # A's center in B's frame
     py = dy * cos_b - dx * sin_b
-    phi = boxes1[:, 4] - theta_b
-    cos_p, sin_p = torch.cos(phi), torch.sin(phi)
-    half_w, half_h = (0.5 * sides1).unbind(-1)
-    u = torch.stack([half_w * cos_p, half_w * sin_p], dim=-1)[:, None, :]  # half of A's w side, [P, 1, 2]
-    v = torch.stack([-half_h * sin_p, half_h * cos_p], dim=-1)[:, None, :]  # half of A's h side
+    # Halves of A's w and h sides as vectors in B's frame: u = w/2 (cos, sin), v = h/2 (-sin, cos).
+    half_sides = (0.5 * sides1)[:, :, None] * torch.stack([cos_p, sin_p, -sin_p, cos_p], dim=-1).view(-1, 2, 2)
+    u, v = half_sides.split(1, dim=1)  # [P, 1, 2] each
 
     # A's corners and edge vectors, counter-clockwise in the math sense like B's: [P, 4, 2].
     corners = torch.stack([px, py], dim=-1)[:, None, :] + corner_u * u + corner_v * v
@@ -172,17 +173,17 @@ def _clip(boxes1: Tensor, boxes2: Tensor) -> _Overlap:
     high = torch.where(empty, low, torch.maximum(torch.minimum(upper, reach), low))
     part_b = 0.5 * ((high - low) * half[:, cross]).sum(-1)
 
-    inter = part_a + part_b
-    inter = torch.minimum(inter.clamp(min=0.0), torch.minimum(sides1.prod(-1), sides2.prod(-1)))
-    return _Overlap(inter, sides1, sides2, enter, leave, low, high)
+    area1, area2 = sides1.prod(-1), sides2.prod(-1)
+    inter = torch.minimum((part_a + part_b).clamp(min=0.0), torch.minimum(area1, area2))
+    return _Overlap(inter, sides1, sides2, area1, area2, enter, leave, low, high)
 
 
 def _overlap_ratio(inter: Tensor, area1: Tensor, area2: Tensor, mode: str) -> Tensor:
     """IoU or IoF from the intersection, 0 where the denominator is 0, clamped to [0, 1]."""
     denominator = area1 if mode == "iof" else area1 + area2 - inter
     positive = denominator > 0
-    safe = torch.where(positive, denominator, torch.ones_like(denominator))
-    return torch.where(positive, inter / safe, torch.zeros_like(inter)).clamp(0.0, 1.0)
+    safe = torch.where(positive, denominator, 1.0)
+    return torch.where(positive, inter / safe, 0.0).clamp(0.0, 1.0)
 
 
 def _box_gradient(
@@ -220,18 +221,17 @@ class _RotatedOverlap(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, boxes1: Tensor, boxes2: Tensor, mode: str) -> Tensor:  # type: ignore[override]
         geometry = _clip(boxes1, boxes2)
-        area1, area2 = geometry.sides1.prod(-1), geometry.sides2.prod(-1)
-        result = geometry.inter if mode == "inter" else _overlap_ratio(geometry.inter, area1, area2, mode)
+        result = geometry.inter if mode == "inter" else _overlap_ratio(geometry.inter, geometry.area1, geometry.area2, mode)
         ctx.mode = mode
-        ctx.save_for_backward(boxes1, boxes2, area1, area2, *geometry)
+        ctx.save_for_backward(boxes1, boxes2, *geometry)
         return result
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
-        boxes1, boxes2, area1, area2, *fields = ctx.saved_tensors
+        boxes1, boxes2, *fields = ctx.saved_tensors
         geometry = _Overlap(*fields)
-        inter, mode = geometry.inter, ctx.mode
+        inter, area1, area2, mode = geometry.inter, geometry.area1, geometry.area2, ctx.mode
         d_area1 = d_area2 = None
         if mode == "inter":
             d_inter = grad_output
@@ -282,7 +282,7 @@ def _aligned_overlap(boxes1: Tensor, boxes2: Tensor, mode: str) -> Tensor:
     geometry = _clip(boxes1, boxes2)
     if mode == "inter":
         return geometry.inter
-    return _overlap_ratio(geometry.inter, geometry.sides1.prod(-1), geometry.sides2.prod(-1), mode)
+    return _overlap_ratio(geometry.inter, geometry.area1, geometry.area2, mode)
 
 
 def _aligned_torch(boxes1: Tensor, boxes2: Tensor, mode: str) -> Tensor:
