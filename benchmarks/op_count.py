@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batches", type=int, nargs="+", default=[2, 8])
     parser.add_argument("--boxes", type=int, nargs="+", default=[20, 500])
-    parser.add_argument("--heads", nargs="+", default=["gfl", "vanilla"], choices=["gfl", "vanilla"])
+    parser.add_argument("--heads", nargs="+", default=["gfl", "vanilla"], choices=["gfl", "vanilla", "gflv2"])
     parser.add_argument("--top", type=int, default=0, help="also list the N most called top-level ops of each rgfl step")
     parser.add_argument("--goal", type=float, default=0.8, help="ratio rgfl / FCOS to meet")
     args = parser.parse_args()
