@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from rgfl.model.coder import Priors
 
-__all__ = ["HeadOutputs", "HeadOptions", "AnchorTargets", "DenseHead", "Scale", "conv_tower"]
+__all__ = ["HeadOutputs", "HeadOptions", "AnchorTargets", "DenseHead", "Scale", "conv_tower", "float32"]
 
 
 @dataclass
@@ -120,9 +120,16 @@ def conv_tower(in_channels: int, channels: int, num_convs: int) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
-def _flatten(t: Tensor) -> Tensor:
-    """Tensor[B, X, H, W] -> Tensor[B, H*W, X] (row-major points, the order of the priors)."""
-    return t.flatten(2).transpose(1, 2)
+def _flatten_levels(per_level: list[Tensor]) -> Tensor:
+    """[Tensor[B, X, H_l, W_l]] -> Tensor[B, P, X] (levels in order, row-major points: the order of
+    the priors). One concatenation and one transpose for all levels (each operator is a launch on a
+    GPU, and its backward another); the result is a transposed view, not contiguous."""
+    return torch.cat([t.flatten(2) for t in per_level], dim=2).transpose(1, 2)
+
+
+def float32(tensor: Tensor) -> Tensor:
+    """``tensor.float()``, without the operator call where it would change nothing."""
+    return tensor if tensor.dtype == torch.float32 else tensor.float()
 
 
 class DenseHead(nn.Module):
@@ -200,13 +207,13 @@ class DenseHead(nn.Module):
         cls_per_level, box_per_level, angle_per_level = [], [], []
         for level, feature in enumerate(features):
             cls, box, angle = self.level_outputs(level, feature)
-            cls_per_level.append(_flatten(cls))  # [B, H*W, C]
-            box_per_level.append(_flatten(box))  # [B, H*W, D]
+            cls_per_level.append(cls)  # [B, C, H, W]
+            box_per_level.append(box)  # [B, D, H, W]
             if angle is not None:
                 angle_per_level.append(angle.flatten(1))  # [B, H*W]
         outputs = HeadOutputs(
-            cls_logits=torch.cat(cls_per_level, dim=1),
-            box_logits=torch.cat(box_per_level, dim=1),
+            cls_logits=_flatten_levels(cls_per_level),  # [B, P, C]
+            box_logits=_flatten_levels(box_per_level),  # [B, P, D]
             angle_logits=torch.cat(angle_per_level, dim=1) if angle_per_level else None,
             level_sizes=[(int(f.shape[2]), int(f.shape[3])) for f in features],
             strides=list(strides),
@@ -227,7 +234,7 @@ class DenseHead(nn.Module):
 
     def scores(self, cls_logits: Tensor) -> Tensor:
         """Detection scores in [0, 1] (float32, same shape) from ``cls_logits`` (Tensor[..., C])."""
-        return torch.sigmoid(cls_logits.float())
+        return torch.sigmoid(float32(cls_logits))
 
     def decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor) -> Tensor:
         """Boxes Tensor[N, 5] float32 of the predictions at prior rows ``index`` (Tensor[N]).
@@ -254,9 +261,9 @@ class DenseHead(nn.Module):
         boxes = self.decode_boxes(
             box_logits.unflatten(0, shape),
             angle_logits.unflatten(0, shape) if angle_logits is not None else None,
-            priors.centers[None],
-            priors.strides[None],
-            priors.anchor_side[None],
+            priors.derived("centers[None]", lambda: priors.centers[None]),
+            priors.derived("strides[None]", lambda: priors.strides[None]),
+            priors.derived("anchor_side[None]", lambda: priors.anchor_side[None]),
         )
         return boxes.flatten(0, 1)
 

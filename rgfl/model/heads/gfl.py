@@ -16,9 +16,9 @@ from torch import Tensor, nn
 
 from rgfl.losses.gfl import distribution_focal_loss, quality_focal_loss, reduce_mean, rotated_iou
 from rgfl.model.coder import DistanceAngleCoder, Priors
-from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, Scale
+from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, Scale, float32
 
-__all__ = ["GFLHead", "closest_representation"]
+__all__ = ["GFLHead", "closest_representation", "closest_representation_parts"]
 
 
 class GFLHead(DenseHead):
@@ -58,7 +58,7 @@ class GFLHead(DenseHead):
         # bf16 rounding (a step of 2**-7 in the logit near |a| = 1 is 0.35 degrees), and the
         # sigmoid's steep middle gains from it too.
         with torch.autocast(device_type=reg_feat.device.type, enabled=False):
-            angle = self.angle_conv(reg_feat.float())
+            angle = self.angle_conv(float32(reg_feat))
         return self.cls_conv(cls_feat), box, angle
 
     @property
@@ -70,12 +70,12 @@ class GFLHead(DenseHead):
         """Side distances Tensor[..., 4] (strides) of box logits Tensor[..., 4K]: the integral
         (expectation) of each distribution, as GFL decodes and trains. (Decoding a side by its
         strongest mode instead was measured worse; docs/model.md, gflv2.)"""
-        probs = F.softmax(box_logits.float().unflatten(-1, (4, self.num_bins)), dim=-1)
-        return (probs * self.projection[0]).sum(dim=-1)
+        probs = F.softmax(float32(box_logits).unflatten(-1, (4, self.num_bins)), dim=-1)
+        return (probs * self.projection).sum(dim=-1)  # [1, K] broadcasts as [K]
 
     def decode_boxes(self, box_logits: Tensor, angle_logits: Tensor | None, centers: Tensor, strides: Tensor, anchor_side: Tensor) -> Tensor:
         assert angle_logits is not None
-        theta = DistanceAngleCoder.angle_from_logit(angle_logits.float(), self.options.angle_coding)
+        theta = DistanceAngleCoder.angle_from_logit(float32(angle_logits), self.options.angle_coding)
         return DistanceAngleCoder.decode(centers, strides, self.side_distances(box_logits), theta)
 
     # ------------------------------------------------------------------ training
@@ -101,10 +101,12 @@ class GFLHead(DenseHead):
         # DFL targets in the frame of the ground-truth representation closest to the predicted
         # angle (a rectangle has four: theta + k*pi/2, w/h swapped for odd k), so that DFL and
         # the angle branch never pull towards different but equivalent boxes.
-        matched_gt = closest_representation(gt_boxes, pred_boxes[:, 4].detach())
-        distance_target = DistanceAngleCoder.encode(priors.centers.repeat(batch, 1), priors.strides.repeat(batch), matched_gt)
+        centers, sizes, angles = closest_representation_parts(gt_boxes, pred_boxes[:, 4].detach())
+        points = priors.derived(("centers", batch), lambda: priors.centers.repeat(batch, 1))  # [B*P, 2]
+        strides = priors.derived(("strides[:, None]", batch), lambda: priors.strides.repeat(batch)[:, None])  # [B*P, 1]
+        distance_target = DistanceAngleCoder.encode_parts(points, strides, centers, sizes, angles)
         distance_target = distance_target.clamp(0.0, self.reg_max - 0.01)
-        dfl = distribution_focal_loss(box_logits.view(num_anchors * 4, self.num_bins), distance_target.reshape(-1)).view(num_anchors, 4)
+        dfl = distribution_focal_loss(box_logits.reshape(num_anchors * 4, self.num_bins), distance_target.reshape(-1)).view(num_anchors, 4)
         # Every process joins both all-reduces, with or without positives (else DDP hangs).
         weight_sum = reduce_mean(weight.sum()).clamp(min=1.0)
         loss_bbox = (weight * (1.0 - iou)).sum() / weight_sum
@@ -125,8 +127,16 @@ class GFLHead(DenseHead):
 def closest_representation(boxes: Tensor, theta: Tensor) -> Tensor:
     """Re-express ``boxes[N, 5]`` as ``(cx, cy, w', h', t + k*pi/2)`` with k chosen so the angle is
     closest to ``theta[N]`` (w and h swapped for odd k): the same rectangle in every case."""
-    k = torch.round((theta - boxes[:, 4]) / (math.pi / 2))
+    centers, sizes, angles = closest_representation_parts(boxes, theta)
+    return torch.cat([centers, sizes, angles[:, None]], dim=1)
+
+
+def closest_representation_parts(boxes: Tensor, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`closest_representation` as its parts: centers Tensor[N, 2], sizes Tensor[N, 2] (w', h'),
+    angles Tensor[N] (what :meth:`DistanceAngleCoder.encode_parts` takes, without a concatenation)."""
+    angle = boxes[:, 4]
+    k = torch.round((theta - angle) / (math.pi / 2))
     odd = torch.remainder(k, 2) == 1
-    w = torch.where(odd, boxes[:, 3], boxes[:, 2])
-    h = torch.where(odd, boxes[:, 2], boxes[:, 3])
-    return torch.stack([boxes[:, 0], boxes[:, 1], w, h, boxes[:, 4] + k * (math.pi / 2)], dim=1)
+    sizes = boxes[:, 2:4]
+    sizes = torch.where(odd[:, None], sizes.flip(1), sizes)
+    return boxes[:, :2], sizes, angle + k * (math.pi / 2)
