@@ -120,11 +120,11 @@ def conv_tower(in_channels: int, channels: int, num_convs: int) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
-def _flatten_levels(per_level: list[Tensor]) -> Tensor:
-    """[Tensor[B, X, H_l, W_l]] -> Tensor[B, P, X] (levels in order, row-major points: the order of
-    the priors). One concatenation and one transpose for all levels (each operator is a launch on a
-    GPU, and its backward another); the result is a transposed view, not contiguous."""
-    return torch.cat([t.flatten(2) for t in per_level], dim=2).transpose(1, 2)
+def _concat_levels(per_level: list[Tensor]) -> Tensor:
+    """[Tensor[B, X, H_l, W_l]] -> Tensor[B, X, P] (levels in order, row-major points: the order of
+    the priors). One concatenation for all levels, then one transpose gives the [B, P, X] layout
+    (each operator is a launch on a GPU, and its backward another): a transposed view, not contiguous."""
+    return torch.cat([t.flatten(2) for t in per_level], dim=2)
 
 
 def float32(tensor: Tensor) -> Tensor:
@@ -198,6 +198,10 @@ class DenseHead(nn.Module):
         reg_feat = self.reg_tower(feature)
         return self.cls_conv(cls_feat), self.reg_conv(reg_feat), None
 
+    def scale_box_logits(self, box_logits: Tensor, level_sizes: list[tuple[int, int]]) -> Tensor:
+        """Hook on the box logits of all levels, Tensor[B, D, P] (``gfl`` multiplies each level by its ``Scale``)."""
+        return box_logits
+
     def finish(self, outputs: HeadOutputs) -> HeadOutputs:
         """Hook on the flattened outputs of all levels (``gflv2`` multiplies in its quality here)."""
         return outputs
@@ -211,11 +215,13 @@ class DenseHead(nn.Module):
             box_per_level.append(box)  # [B, D, H, W]
             if angle is not None:
                 angle_per_level.append(angle.flatten(1))  # [B, H*W]
+        level_sizes = [(int(f.shape[2]), int(f.shape[3])) for f in features]
+        box_logits = self.scale_box_logits(_concat_levels(box_per_level), level_sizes)  # [B, D, P]
         outputs = HeadOutputs(
-            cls_logits=_flatten_levels(cls_per_level),  # [B, P, C]
-            box_logits=_flatten_levels(box_per_level),  # [B, P, D]
+            cls_logits=_concat_levels(cls_per_level).transpose(1, 2),  # [B, P, C]
+            box_logits=box_logits.transpose(1, 2),  # [B, P, D]
             angle_logits=torch.cat(angle_per_level, dim=1) if angle_per_level else None,
-            level_sizes=[(int(f.shape[2]), int(f.shape[3])) for f in features],
+            level_sizes=level_sizes,
             strides=list(strides),
         )
         return self.finish(outputs)

@@ -40,6 +40,7 @@ class GFLHead(DenseHead):
         self.angle_conv: nn.Conv2d = nn.Conv2d(feat_channels, 1, 3, padding=1)
         self.scales = nn.ModuleList(Scale(1.0) for _ in range(self.num_levels))
         self.register_buffer("projection", torch.arange(self.num_bins, dtype=torch.float32)[None], persistent=False)  # [1, K]
+        self._level_of_point: dict[tuple, Tensor] = {}  # level index of each prior point, per level sizes and device
         self.init_weights()
 
     @classmethod
@@ -53,13 +54,31 @@ class GFLHead(DenseHead):
     def level_outputs(self, level: int, feature: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         cls_feat = self.cls_tower(feature)
         reg_feat = self.reg_tower(feature)
-        box = self.scales[level](self.reg_conv(reg_feat))  # [B, 4K, H, W]
+        box = self.reg_conv(reg_feat)  # [B, 4K, H, W], scaled in scale_box_logits
         # float32 even under autocast: the unbounded linear angle coding has no squashing to hide
         # bf16 rounding (a step of 2**-7 in the logit near |a| = 1 is 0.35 degrees), and the
         # sigmoid's steep middle gains from it too.
         with torch.autocast(device_type=reg_feat.device.type, enabled=False):
             angle = self.angle_conv(float32(reg_feat))
         return self.cls_conv(cls_feat), box, angle
+
+    def scale_box_logits(self, box_logits: Tensor, level_sizes: list[tuple[int, int]]) -> Tensor:
+        """Each level's logits times its learnable ``Scale`` (GFL), for all levels in one
+        multiplication by a per-point vector of the scales (instead of one per level, and as many
+        backward operators): the same products."""
+        key = (tuple(level_sizes), str(box_logits.device))
+        level_of_point = self._level_of_point.get(key)
+        if level_of_point is None:
+            if len(self._level_of_point) > 16:
+                self._level_of_point.clear()
+            level_of_point = torch.cat([torch.full((h * w,), level, dtype=torch.long, device=box_logits.device) for level, (h, w) in enumerate(level_sizes)])
+            self._level_of_point[key] = level_of_point  # [P]
+        scales = torch.stack([scale.scale for scale in self.scales])[level_of_point]  # [P] float32
+        if box_logits.dtype == scales.dtype:
+            return box_logits * scales
+        # Under autocast: the product in float32, then rounded, as the per-level multiplication by
+        # the float32 scalar did.
+        return (box_logits * scales).to(box_logits.dtype)
 
     @property
     def assign_reach(self) -> float | None:
