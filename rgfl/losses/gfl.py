@@ -23,19 +23,20 @@ __all__ = [
 ]
 
 
-def quality_focal_loss(logits: Tensor, quality: Tensor, beta: float = 2.0) -> Tensor:
+def quality_focal_loss(logits: Tensor, quality: Tensor, beta: float = 2.0, scores: Tensor | None = None) -> Tensor:
     """QFL per element: ``-|y - s|^beta * (y log s + (1 - y) log(1 - s))`` with ``s = sigmoid(logits)``.
 
     Args:
         logits: Tensor[N, C] class-quality logits.
         quality: Tensor[N, C] soft targets ``y`` in [0, 1] (the IoU at the ground-truth class of a
             positive, 0 elsewhere).
+        scores: ``sigmoid(logits.float())`` where the caller already has it (not detached), else None.
 
     Returns: Tensor[N, C] float32 (computed in float32 for stability under autocast).
     """
     logits = _float32(logits)
     quality = _float32(quality)
-    scale = (torch.sigmoid(logits) - quality).abs().pow(beta)
+    scale = ((torch.sigmoid(logits) if scores is None else scores) - quality).abs().pow(beta)
     return F.binary_cross_entropy_with_logits(logits, quality, reduction="none") * scale
 
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from rgfl.model.coder import Priors
 
-__all__ = ["HeadOutputs", "HeadOptions", "AnchorTargets", "DenseHead", "Scale", "conv_tower", "float32"]
+__all__ = ["HeadOutputs", "HeadOptions", "AnchorTargets", "DenseHead", "Scale", "conv_tower", "float32", "weighted"]
 
 
 @dataclass
@@ -130,6 +130,11 @@ def _concat_levels(per_level: list[Tensor]) -> Tensor:
 def float32(tensor: Tensor) -> Tensor:
     """``tensor.float()``, without the operator call where it would change nothing."""
     return tensor if tensor.dtype == torch.float32 else tensor.float()
+
+
+def weighted(weight: float, loss: Tensor) -> Tensor:
+    """``weight * loss``, without the operator call (and its backward) for a weight of 1 (the same value)."""
+    return loss if weight == 1.0 else weight * loss
 
 
 class DenseHead(nn.Module):

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from rgfl.losses.gfl import distribution_focal_loss, quality_focal_loss, reduce_mean, rotated_iou
 from rgfl.model.coder import DistanceAngleCoder, Priors
-from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, Scale, float32
+from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, Scale, float32, weighted
 
 __all__ = ["GFLHead", "closest_representation", "closest_representation_parts"]
 
@@ -112,8 +112,11 @@ class GFLHead(DenseHead):
         # QFL target: the IoU at the ground-truth class of a positive, 0 elsewhere (labels == C
         # on negatives falls in the one-hot column that is cut off).
         quality = F.one_hot(labels, self.num_classes + 1)[:, : self.num_classes] * pos_iou[:, None]  # [B*P, C]
-        # Quality weight: the detached max score of each positive (GFL 6.2), 0 elsewhere.
-        weight = self.scores(cls_logits.detach()).max(dim=1).values  # [B*P]
+        # Quality weight: the detached max score of each positive (GFL 6.2), 0 elsewhere. The
+        # scores are computed once, for the weight (detached) and for QFL.
+        cls_logits = float32(cls_logits)  # one conversion under autocast (the gradients add up in float32)
+        scores = torch.sigmoid(cls_logits)  # [B*P, C]
+        weight = scores.detach().max(dim=1).values  # [B*P]
         if opts.quality_weight_floor > 0:
             weight = weight.clamp(min=opts.quality_weight_floor)
         weight = torch.where(positive, weight, 0.0)
@@ -131,13 +134,13 @@ class GFLHead(DenseHead):
         loss_bbox = (weight * (1.0 - iou)).sum() / weight_sum
         loss_dfl = (weight[:, None] * dfl).sum() / 4.0 / weight_sum
         avg_factor = reduce_mean(targets.num_pos_per_image).clamp(min=1.0)
-        qfl = quality_focal_loss(cls_logits, quality, opts.qfl_beta)
+        qfl = quality_focal_loss(cls_logits, quality, opts.qfl_beta, scores=scores)
         loss_qfl = (qfl * targets.valid[:, None]).sum() / avg_factor
         num_pos = positive.sum().float()
         return {
-            "loss_qfl": opts.loss_cls_weight * loss_qfl,
-            "loss_bbox": opts.loss_bbox_weight * loss_bbox,
-            "loss_dfl": opts.loss_dfl_weight * loss_dfl,
+            "loss_qfl": weighted(opts.loss_cls_weight, loss_qfl),
+            "loss_bbox": weighted(opts.loss_bbox_weight, loss_bbox),
+            "loss_dfl": weighted(opts.loss_dfl_weight, loss_dfl),
             "num_pos": num_pos,
             "pos_iou": pos_iou.sum() / num_pos.clamp(min=1.0),
         }
