@@ -212,15 +212,25 @@ class DeltaXYWHACoder:
         return torch.stack([dx, dy, dw, dh, dt], dim=1)
 
     @classmethod
-    def decode(cls, anchors: Tensor, deltas: Tensor) -> Tensor:
+    def decode(cls, anchors: Tensor, deltas: Tensor, rotation: Tensor | None = None) -> Tensor:
         """Boxes ``Tensor[N, 5]`` (le135 angle) from ``deltas[N, 5]`` relative to ``anchors[N, 5]``
-        (or any leading shapes that broadcast)."""
-        dx, dy, dw, dh, dt = deltas.unbind(-1)
-        dw = dw.clamp(-cls.max_ratio, cls.max_ratio)
-        dh = dh.clamp(-cls.max_ratio, cls.max_ratio)
-        xa, ya, wa, ha, ta = anchors.unbind(-1)
+        (or any leading shapes that broadcast). ``rotation``: :meth:`anchor_rotation` of the anchors
+        where the caller keeps it (fixed anchors), else computed here."""
+        if rotation is None:
+            rotation = cls.anchor_rotation(anchors)
+        anchor_wh = anchors[..., 2:4]
+        # (wa dx, ha dy) times the rows (cos, sin) and (-sin, cos) of the anchor's rotation:
+        # x = xa + wa dx cos - ha dy sin, y = ya + wa dx sin + ha dy cos, added in that order.
+        scaled = anchor_wh * deltas[..., :2]
+        by_dx, by_dy = (rotation * scaled[..., None]).unbind(-2)
+        center = anchors[..., :2] + by_dx + by_dy
+        size = anchor_wh * torch.exp(deltas[..., 2:4].clamp(-cls.max_ratio, cls.max_ratio))
+        theta = _norm_le135(anchors[..., 4] + math.pi * deltas[..., 4])
+        return torch.cat([center, size, theta[..., None]], dim=-1)
+
+    @staticmethod
+    def anchor_rotation(anchors: Tensor) -> Tensor:
+        """Tensor[..., 2, 2] rows ``(cos ta, sin ta)`` and ``(-sin ta, cos ta)`` of ``anchors[..., 5]``."""
+        ta = anchors[..., 4]
         cos, sin = torch.cos(ta), torch.sin(ta)
-        x = xa + wa * dx * cos - ha * dy * sin
-        y = ya + wa * dx * sin + ha * dy * cos
-        theta = _norm_le135(ta + math.pi * dt)
-        return torch.stack([x, y, wa * torch.exp(dw), ha * torch.exp(dh), theta], dim=-1)
+        return torch.stack([cos, sin, -sin, cos], dim=-1).unflatten(-1, (2, 2))

@@ -48,12 +48,21 @@ class VanillaHead(DenseHead):
         if options.quality_weight_floor > 0:
             raise ValueError("quality_weight_floor is for the gfl head's score-weighted box loss; the vanilla head does not weight it")
 
-    def decode_boxes(self, box_logits: Tensor, angle_logits: Tensor | None, centers: Tensor, strides: Tensor, anchor_side: Tensor) -> Tensor:
+    def deltas(self, box_logits: Tensor) -> Tensor:
+        """Deltas Tensor[..., 5] of box logits Tensor[..., 5K]: the expectation of each distribution."""
         probs = F.softmax(float32(box_logits).unflatten(-1, (5, self.num_bins)), dim=-1)
-        deltas = (probs * self.projection).sum(dim=-1)  # [..., 5]
+        return (probs * self.projection).sum(dim=-1)
+
+    def decode_boxes(self, box_logits: Tensor, angle_logits: Tensor | None, centers: Tensor, strides: Tensor, anchor_side: Tensor) -> Tensor:
         # The square, axis-aligned anchor of each point (Priors.anchors()).
         anchors = torch.stack([centers[..., 0], centers[..., 1], anchor_side, anchor_side, torch.zeros_like(anchor_side)], dim=-1)
-        return DeltaXYWHACoder.decode(anchors, deltas)
+        return DeltaXYWHACoder.decode(anchors, self.deltas(box_logits))
+
+    def decode_all(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, batch: int) -> Tensor:
+        # As decode_boxes, with the anchors and their rotation kept with the priors (fixed per input size).
+        anchors = priors.derived("anchors[None]", lambda: priors.anchors()[None])  # [1, P, 5]
+        rotation = priors.derived("anchor_rotation[None]", lambda: DeltaXYWHACoder.anchor_rotation(anchors))  # [1, P, 2, 2]
+        return DeltaXYWHACoder.decode(anchors, self.deltas(box_logits.unflatten(0, (batch, -1))), rotation).flatten(0, 1)
 
     def losses(
         self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: AnchorTargets, priors: Priors
