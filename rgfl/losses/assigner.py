@@ -14,7 +14,7 @@ positive, so the result is the same at a fraction of the cost.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -168,7 +168,9 @@ class RotatedATSSAssigner:
             # Resolve anchors claimed by several ground truths of an image: highest IoU, then lowest
             # index. Anchors are numbered over the batch (image b's anchor p is b * P + p), so one
             # scatter covers every image; pairs that are not positive scatter values that never win.
-            image_offset = torch.arange(0, batch * num_anchors, num_anchors, device=device).view(batch, 1)  # [B, 1]
+            image_offset = layout.image_offsets.get(batch)  # [B, 1]
+            if image_offset is None:
+                image_offset = layout.image_offsets[batch] = torch.arange(0, batch * num_anchors, num_anchors, device=device).view(batch, 1)
             flat_anchor = (candidates.view(batch, num_gts * num_candidates) + image_offset).view(-1)  # [R*K]
             pos_flat = is_pos.view(-1)
             best_iou = torch.full((batch * num_anchors,), -1.0, device=device)
@@ -266,6 +268,7 @@ class _Layout:
     column_offset: Tensor  # Tensor[K] int64, the first anchor index of each column's level
     column_levels: list[tuple[int, int]]  # (level, number of columns) of each non-empty level, in column order
     column_strides: tuple[tuple[float, ...], Tensor] | None = None
+    image_offsets: dict[int, Tensor] = field(default_factory=dict)  # per batch size, Tensor[B, 1] ``b * P``
 
 
 def _float32(tensor: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from rgfl.model.coder import Priors
 
-__all__ = ["HeadOutputs", "HeadOptions", "AnchorTargets", "DenseHead", "Scale", "conv_tower", "float32", "weighted"]
+__all__ = ["HeadOutputs", "HeadOptions", "AnchorTargets", "DenseHead", "Scale", "conv_tower", "float32", "weighted", "repeated_priors"]
 
 
 @dataclass
@@ -135,6 +135,13 @@ def float32(tensor: Tensor) -> Tensor:
 def weighted(weight: float, loss: Tensor) -> Tensor:
     """``weight * loss``, without the operator call (and its backward) for a weight of 1 (the same value)."""
     return loss if weight == 1.0 else weight * loss
+
+
+def repeated_priors(priors: Priors, name: str, batch: int) -> Tensor:
+    """``priors.<name>`` (``centers``, ``strides`` or ``anchor_side``) repeated for ``batch`` images:
+    Tensor[B*P, ...], image-major, made once per priors and batch size."""
+    tensor = getattr(priors, name)
+    return priors.derived((name, batch), lambda: tensor.repeat(batch, *[1] * (tensor.dim() - 1)))
 
 
 class DenseHead(nn.Module):
@@ -267,16 +274,18 @@ class DenseHead(nn.Module):
         raise NotImplementedError
 
     def decode_all(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, batch: int) -> Tensor:
-        """Boxes Tensor[B*P, 5] at every prior of ``batch`` images (rows image-major, as ``box_logits [B*P, D]``)."""
-        shape = (batch, -1)
-        boxes = self.decode_boxes(
-            box_logits.unflatten(0, shape),
-            angle_logits.unflatten(0, shape) if angle_logits is not None else None,
-            priors.derived("centers[None]", lambda: priors.centers[None]),
-            priors.derived("strides[None]", lambda: priors.strides[None]),
-            priors.derived("anchor_side[None]", lambda: priors.anchor_side[None]),
+        """Boxes Tensor[B*P, 5] at every prior of ``batch`` images (rows image-major, as ``box_logits [B*P, D]``).
+
+        The priors repeated once per image are kept with them (``Priors.derived``), so the rows
+        decode as they are, without reshaping the logits and the boxes (operator calls, and as
+        many in the backward pass)."""
+        return self.decode_boxes(
+            box_logits,
+            angle_logits,
+            repeated_priors(priors, "centers", batch),
+            repeated_priors(priors, "strides", batch),
+            repeated_priors(priors, "anchor_side", batch),
         )
-        return boxes.flatten(0, 1)
 
     def losses(
         self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: AnchorTargets, priors: Priors

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from rgfl.losses.gfl import distribution_focal_loss, quality_focal_loss, reduce_mean, rotated_iou
 from rgfl.model.coder import DistanceAngleCoder, Priors
-from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, Scale, float32, weighted
+from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, Scale, float32, repeated_priors, weighted
 
 __all__ = ["GFLHead", "closest_representation", "closest_representation_parts"]
 
@@ -124,8 +124,8 @@ class GFLHead(DenseHead):
         # angle (a rectangle has four: theta + k*pi/2, w/h swapped for odd k), so that DFL and
         # the angle branch never pull towards different but equivalent boxes.
         centers, sizes, angles = closest_representation_parts(gt_boxes, pred_boxes[:, 4].detach())
-        points = priors.derived(("centers", batch), lambda: priors.centers.repeat(batch, 1))  # [B*P, 2]
-        strides = priors.derived(("strides[:, None]", batch), lambda: priors.strides.repeat(batch)[:, None])  # [B*P, 1]
+        points = repeated_priors(priors, "centers", batch)  # [B*P, 2]
+        strides = priors.derived(("strides[:, None]", batch), lambda: repeated_priors(priors, "strides", batch)[:, None])  # [B*P, 1]
         distance_target = DistanceAngleCoder.encode_parts(points, strides, centers, sizes, angles)
         distance_target = distance_target.clamp(0.0, self.reg_max - 0.01)
         dfl = distribution_focal_loss(box_logits.reshape(num_anchors * 4, self.num_bins), distance_target.reshape(-1)).view(num_anchors, 4)

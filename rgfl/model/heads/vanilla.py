@@ -59,10 +59,10 @@ class VanillaHead(DenseHead):
         return DeltaXYWHACoder.decode(anchors, self.deltas(box_logits))
 
     def decode_all(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, batch: int) -> Tensor:
-        # As decode_boxes, with the anchors and their rotation kept with the priors (fixed per input size).
-        anchors = priors.derived("anchors[None]", lambda: priors.anchors()[None])  # [1, P, 5]
-        rotation = priors.derived("anchor_rotation[None]", lambda: DeltaXYWHACoder.anchor_rotation(anchors))  # [1, P, 2, 2]
-        return DeltaXYWHACoder.decode(anchors, self.deltas(box_logits.unflatten(0, (batch, -1))), rotation).flatten(0, 1)
+        # As decode_boxes, with the anchors and their rotation, repeated per image, kept with the priors.
+        anchors = priors.derived(("anchors", batch), lambda: priors.anchors().repeat(batch, 1))  # [B*P, 5]
+        rotation = priors.derived(("anchor_rotation", batch), lambda: DeltaXYWHACoder.anchor_rotation(anchors))  # [B*P, 2, 2]
+        return DeltaXYWHACoder.decode(anchors, self.deltas(box_logits), rotation)
 
     def losses(
         self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: AnchorTargets, priors: Priors
