@@ -13,7 +13,8 @@ positive, so the result is the same at a fraction of the cost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -77,6 +78,7 @@ class RotatedATSSAssigner:
         self.topk = topk
         self.min_inside = min_inside
         self.reach = reach
+        self._cached_layout: _Layout | None = None
 
     @torch.no_grad()
     def __call__(
@@ -136,73 +138,98 @@ class RotatedATSSAssigner:
             gt_index = torch.full((batch, num_anchors), -1, dtype=torch.long, device=device)
             return AssignResult(gt_index, none, none.clone(), torch.zeros((batch, num_anchors), device=device))
         rows = batch * num_gts  # one row per (image, ground truth)
+        # (Conversions are skipped where they would be no-ops: each is an operator launch on a GPU.)
         with torch.autocast(device_type=device.type, enabled=False):
-            anchors = anchors.float()
-            gt_rows = gt_boxes.reshape(rows, 5).float()
-            candidates, column_level = self._candidates(anchors[:, :2], num_per_level, gt_rows[:, :2])  # [R, K], [K]
+            anchors = _float32(anchors)
+            gt_rows = _float32(gt_boxes.reshape(rows, 5))
+            layout = self._layout(anchors, num_per_level)
+            candidates = self._candidates(layout, gt_rows[:, :2])  # [R, K]
             num_candidates = candidates.shape[1]
             cand_anchors = anchors[candidates.reshape(-1)]  # [R*K, 5]
-            gts_repeated = gt_rows[:, None, :].expand(rows, num_candidates, 5).reshape(-1, 5)
-            ious = box_iou_rotated(cand_anchors, gts_repeated, aligned=True).view(rows, num_candidates)
+            gts_repeated = gt_rows.repeat_interleave(num_candidates, dim=0)  # [R*K, 5]
+            ious_flat = box_iou_rotated(cand_anchors, gts_repeated, aligned=True)  # [R*K]
+            ious = ious_flat.view(rows, num_candidates)
             inside = self._inside(cand_anchors[:, :2], gts_repeated).view(rows, num_candidates)
             if self.reach is None:
                 if num_candidates > 1:
-                    threshold = ious.mean(dim=1) + ious.std(dim=1)  # [R], unbiased std as mmdet
+                    threshold = ious.mean(dim=1, keepdim=True) + ious.std(dim=1, keepdim=True)  # [R, 1], unbiased std as mmdet
                 else:
-                    threshold = ious[:, 0]
-                is_pos = (ious >= threshold[:, None]) & inside  # [R, K]
+                    threshold = ious[:, :1]
+                is_pos = (ious >= threshold) & inside  # [R, K]
             else:
                 assert level_strides is not None
-                usable = self._reachable(gt_rows, level_strides, column_level)  # [R, K]
+                usable = self._reachable(gt_rows, self._column_strides(layout, level_strides, device))  # [R, K]
                 # Rows where every level reaches take plain ATSS's threshold, to the last bit.
                 plain = ious.mean(dim=1) + ious.std(dim=1) if num_candidates > 1 else ious[:, 0]
                 threshold = torch.where(usable.all(dim=1), plain, self._masked_threshold(ious, usable))
                 is_pos = (ious >= threshold[:, None]) & inside & usable
-            is_pos &= gt_valid.reshape(rows, 1).to(device)
+            is_pos &= _on(gt_valid, device).reshape(rows, 1)
 
             # Resolve anchors claimed by several ground truths of an image: highest IoU, then lowest
             # index. Anchors are numbered over the batch (image b's anchor p is b * P + p), so one
             # scatter covers every image; pairs that are not positive scatter values that never win.
-            image_offset = torch.arange(batch, device=device).repeat_interleave(num_gts) * num_anchors  # [R]
-            flat_anchor = (candidates + image_offset[:, None]).reshape(-1)  # [R*K]
-            pair_gt = torch.arange(num_gts, device=device).repeat(batch)[:, None].expand(rows, num_candidates)
-            pos_flat = is_pos.reshape(-1)
+            image_offset = layout.image_offsets.get(batch)  # [B, 1]
+            if image_offset is None:
+                image_offset = layout.image_offsets[batch] = torch.arange(0, batch * num_anchors, num_anchors, device=device).view(batch, 1)
+            flat_anchor = (candidates.view(batch, num_gts * num_candidates) + image_offset).view(-1)  # [R*K]
+            pos_flat = is_pos.view(-1)
             best_iou = torch.full((batch * num_anchors,), -1.0, device=device)
-            best_iou.scatter_reduce_(0, flat_anchor, torch.where(pos_flat, ious.reshape(-1), -1.0), reduce="amax")
-            is_best = pos_flat & (ious.reshape(-1) >= best_iou[flat_anchor])
+            best_iou.scatter_reduce_(0, flat_anchor, torch.where(pos_flat, ious_flat, -1.0), reduce="amax")
+            is_best = pos_flat & (ious_flat >= best_iou[flat_anchor])
+            # The ground-truth index of each pair, broadcast over images and candidates.
+            pair_gt = torch.arange(num_gts, device=device).view(1, num_gts, 1)
             winner = torch.full((batch * num_anchors,), num_gts, dtype=torch.long, device=device)
-            winner.scatter_reduce_(0, flat_anchor, torch.where(is_best, pair_gt.reshape(-1), num_gts), reduce="amin")
+            winner.scatter_reduce_(0, flat_anchor, torch.where(is_best.view(batch, num_gts, num_candidates), pair_gt, num_gts).view(-1), reduce="amin")
         winner = winner.view(batch, num_anchors)
         assigned = winner < num_gts
         gt_index = torch.where(assigned, winner, -1)
         gt_iou = torch.where(assigned, best_iou.view(batch, num_anchors), 0.0)
         if gt_ignore is not None:
-            ignored = assigned & gt_ignore.to(device).gather(1, winner.clamp(max=num_gts - 1))
+            ignored = assigned & _on(gt_ignore, device).gather(1, winner.clamp(max=num_gts - 1))
         else:
             ignored = torch.zeros_like(assigned)
         positive = assigned & ~ignored
         return AssignResult(gt_index, positive, ignored, gt_iou)
 
-    def _candidates(self, centers: Tensor, num_per_level: list[int], gt_centers: Tensor) -> tuple[Tensor, Tensor]:
-        """Tensor[M, K] global anchor indices (per level the ``min(topk, P_l)`` closest centers) and
-        Tensor[K] int64, the level of each column."""
-        per_level, column_level = [], []
+    def _layout(self, anchors: Tensor, num_per_level: list[int]) -> "_Layout":
+        """The per-level views of ``anchors``' centers and the candidate columns' offsets, kept
+        while the same (unmodified) anchors tensor comes back, as the detector's cached priors do."""
+        cached = self._cached_layout
+        if cached is not None and cached.anchors() is anchors and cached.version == anchors._version and cached.num_per_level == num_per_level:
+            return cached
+        centers = anchors[:, :2]
+        device = anchors.device
+        level_centers, offsets, levels = [], [], []
         start = 0
         for level, count in enumerate(num_per_level):
-            if count == 0:
-                continue
-            distances = torch.cdist(gt_centers, centers[start : start + count])  # [M, P_l]
-            k = min(self.topk, count)
-            per_level.append(distances.topk(k, dim=1, largest=False).indices + start)
-            column_level.append(torch.full((k,), level, dtype=torch.long, device=centers.device))
+            if count:
+                k = min(self.topk, count)
+                level_centers.append(centers[start : start + count])
+                # Built on the device (a host tensor copied there would wait for the device).
+                offsets.append(torch.full((k,), start, dtype=torch.long, device=device))
+                levels.append((level, k))
             start += count
-        return torch.cat(per_level, dim=1), torch.cat(column_level)
+        layout = _Layout(weakref.ref(anchors), anchors._version, list(num_per_level), level_centers, torch.cat(offsets), levels)
+        self._cached_layout = layout
+        return layout
 
-    def _reachable(self, gt_boxes: Tensor, level_strides: list[float], column_level: Tensor) -> Tensor:
-        """Tensor[M, K] bool: the candidate's level reaches every side of the box from its center;
-        a box no level reaches keeps the coarsest level's candidates."""
+    def _candidates(self, layout: "_Layout", gt_centers: Tensor) -> Tensor:
+        """Tensor[M, K] global anchor indices: per level the ``min(topk, P_l)`` closest centers."""
+        per_level = [torch.cdist(gt_centers, centers).topk(min(self.topk, centers.shape[0]), dim=1, largest=False).indices for centers in layout.level_centers]
+        return torch.cat(per_level, dim=1) + layout.column_offset
+
+    def _column_strides(self, layout: "_Layout", level_strides: list[float], device: torch.device) -> Tensor:
+        """Tensor[K] float32, the stride of each candidate column's level (kept with the layout)."""
+        key = tuple(float(s) for s in level_strides)
+        if layout.column_strides is None or layout.column_strides[0] != key:
+            strides = torch.cat([torch.full((k,), key[level], dtype=torch.float32, device=device) for level, k in layout.column_levels])
+            layout.column_strides = (key, strides)
+        return layout.column_strides[1]
+
+    def _reachable(self, gt_boxes: Tensor, strides: Tensor) -> Tensor:
+        """Tensor[M, K] bool: the candidate's level (stride ``strides[K]``) reaches every side of the
+        box from its center; a box no level reaches keeps the coarsest level's candidates."""
         assert self.reach is not None
-        strides = torch.as_tensor(level_strides, dtype=torch.float32, device=gt_boxes.device)[column_level]  # [K]
         half_extent = torch.maximum(gt_boxes[:, 2], gt_boxes[:, 3]) / 2  # [M]
         usable = half_extent[:, None] <= self.reach * strides[None, :]
         coarsest = strides == strides.max()
@@ -221,8 +248,32 @@ class RotatedATSSAssigner:
     def _inside(self, points: Tensor, boxes: Tensor) -> Tensor:
         """Tensor[N] bool: ``points[N, 2]`` strictly inside ``boxes[N, 5]`` (tested in the box frame)."""
         offset = points - boxes[:, :2]
-        cos, sin = torch.cos(boxes[:, 4]), torch.sin(boxes[:, 4])
-        u = cos * offset[:, 0] + sin * offset[:, 1]
-        v = -sin * offset[:, 0] + cos * offset[:, 1]
-        margin = torch.minimum(boxes[:, 2] / 2 - u.abs(), boxes[:, 3] / 2 - v.abs())
+        theta = boxes[:, 4]
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        # (u, v) = (cos dx + sin dy, -sin dx + cos dy), each the sum of its two products in that order.
+        rotation = torch.stack([cos, sin, -sin, cos], dim=1).view(-1, 2, 2)
+        uv = (rotation * offset[:, None, :]).sum(dim=2)  # [N, 2]
+        margin = (boxes[:, 2:4] / 2 - uv.abs()).amin(dim=1)  # min(w/2 - |u|, h/2 - |v|)
         return margin > self.min_inside
+
+
+@dataclass
+class _Layout:
+    """What :meth:`RotatedATSSAssigner.assign_batch` derives from the anchors alone (K candidate columns)."""
+
+    anchors: "weakref.ref[Tensor]"
+    version: int
+    num_per_level: list[int]
+    level_centers: list[Tensor]  # per non-empty level, Tensor[P_l, 2] views of the anchors' centers
+    column_offset: Tensor  # Tensor[K] int64, the first anchor index of each column's level
+    column_levels: list[tuple[int, int]]  # (level, number of columns) of each non-empty level, in column order
+    column_strides: tuple[tuple[float, ...], Tensor] | None = None
+    image_offsets: dict[int, Tensor] = field(default_factory=dict)  # per batch size, Tensor[B, 1] ``b * P``
+
+
+def _float32(tensor: Tensor) -> Tensor:
+    return tensor if tensor.dtype == torch.float32 else tensor.float()
+
+
+def _on(tensor: Tensor, device: torch.device) -> Tensor:
+    return tensor if tensor.device == device else tensor.to(device)

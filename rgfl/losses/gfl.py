@@ -23,19 +23,20 @@ __all__ = [
 ]
 
 
-def quality_focal_loss(logits: Tensor, quality: Tensor, beta: float = 2.0) -> Tensor:
+def quality_focal_loss(logits: Tensor, quality: Tensor, beta: float = 2.0, scores: Tensor | None = None) -> Tensor:
     """QFL per element: ``-|y - s|^beta * (y log s + (1 - y) log(1 - s))`` with ``s = sigmoid(logits)``.
 
     Args:
         logits: Tensor[N, C] class-quality logits.
         quality: Tensor[N, C] soft targets ``y`` in [0, 1] (the IoU at the ground-truth class of a
             positive, 0 elsewhere).
+        scores: ``sigmoid(logits.float())`` where the caller already has it (not detached), else None.
 
     Returns: Tensor[N, C] float32 (computed in float32 for stability under autocast).
     """
-    logits = logits.float()
-    quality = quality.float()
-    scale = (torch.sigmoid(logits) - quality).abs().pow(beta)
+    logits = _float32(logits)
+    quality = _float32(quality)
+    scale = ((torch.sigmoid(logits) if scores is None else scores) - quality).abs().pow(beta)
     return F.binary_cross_entropy_with_logits(logits, quality, reduction="none") * scale
 
 
@@ -48,27 +49,25 @@ def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:
 
     Returns: Tensor[N] float32.
     """
-    logits = logits.float()
-    target = target.float()
+    logits = _float32(logits)
+    target = _float32(target)
     # A non-finite target (weights already diverged) must give a non-finite loss that the engine
     # reports, not an out-of-range index: gather on bin 0 and let NaN flow through the weights.
-    finite = torch.isfinite(target)
-    left = torch.where(finite, target, torch.zeros_like(target)).floor().long().clamp(0, logits.shape[1] - 1)
+    # The bins are found in float32 (exact for these small integers) and both are gathered at once.
+    last = logits.shape[1] - 1
+    left = torch.where(torch.isfinite(target), target, 0.0).floor().clamp(0, last)
     right = left + 1
-    weight_left = right.float() - target
-    weight_right = target - left.float()
-    log_prob = F.log_softmax(logits, dim=1)
-    right_clamped = right.clamp(max=logits.shape[1] - 1)  # weight_right is 0 wherever this clamps
-    return -(
-        weight_left * log_prob.gather(1, left[:, None]).squeeze(1)
-        + weight_right * log_prob.gather(1, right_clamped[:, None]).squeeze(1)
-    )
+    weights = torch.stack([right - target, target - left], dim=1)  # [N, 2]
+    bins = torch.stack([left, right.clamp(max=last)], dim=1).long()  # weight_right is 0 wherever this clamps
+    log_prob = F.log_softmax(logits, dim=1).gather(1, bins)  # [N, 2]
+    # The sum of two terms, left then right: the same rounding as writing the addition out.
+    return -(weights * log_prob).sum(dim=1)
 
 
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
     """Focal loss per element (RetinaNet; hard 0/1 ``targets``), Tensor[N, C] float32."""
-    logits = logits.float()
-    targets = targets.float()
+    logits = _float32(logits)
+    targets = _float32(targets)
     prob = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p_t = prob * targets + (1 - prob) * (1 - targets)
@@ -101,6 +100,11 @@ def rotated_iou_loss(pred: Tensor, target: Tensor, mode: str = "linear", eps: fl
     if mode == "log":
         return -iou.clamp(min=eps).log()
     raise ValueError(f"mode must be 'linear' or 'log', got {mode!r}")
+
+
+def _float32(tensor: Tensor) -> Tensor:
+    # ``.float()`` without the operator call where it changes nothing (each call is a launch on a GPU).
+    return tensor if tensor.dtype == torch.float32 else tensor.float()
 
 
 def reduce_mean(value: Tensor) -> Tensor:

@@ -17,7 +17,8 @@ Each ``decode`` is the exact inverse of its ``encode`` (tests check random boxes
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -58,15 +59,30 @@ class Priors:
     strides: Tensor
     level_sizes: list[tuple[int, int]]
     anchor_side: Tensor
+    _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_per_level(self) -> list[int]:
         return [h * w for h, w in self.level_sizes]
 
+    def derived(self, key: object, build: Callable[[], Tensor]) -> Tensor:
+        """``build()``, made once per ``Priors`` and kept under ``key``: tensors that depend only on
+        the priors (anchors, batch repeats, broadcast views). The detector keeps one ``Priors`` per
+        input size and device, so a training step reuses them instead of rebuilding them (each
+        rebuild is operator launches on a GPU). Callers must not modify the returned tensor."""
+        value = self._derived.get(key)
+        if value is None:
+            value = self._derived[key] = build()
+        return value
+
     def anchors(self) -> Tensor:
-        """Tensor[P, 5] square, axis-aligned anchors ``(cx, cy, s, s, 0)``."""
-        side = self.anchor_side
-        return torch.stack([self.centers[:, 0], self.centers[:, 1], side, side, torch.zeros_like(side)], dim=1)
+        """Tensor[P, 5] square, axis-aligned anchors ``(cx, cy, s, s, 0)`` (built once, shared: do not modify)."""
+
+        def build() -> Tensor:
+            side = self.anchor_side
+            return torch.stack([self.centers[:, 0], self.centers[:, 1], side, side, torch.zeros_like(side)], dim=1)
+
+        return self.derived("anchors", build)
 
 
 def make_priors(
@@ -133,13 +149,21 @@ class DistanceAngleCoder:
             strides: Tensor[N] stride per point.
             boxes: Tensor[N, 5] obb (any angle representation; the frame is the box's own).
         """
-        offset = points - boxes[:, :2]
-        cos, sin = torch.cos(boxes[:, 4]), torch.sin(boxes[:, 4])
-        u = cos * offset[:, 0] + sin * offset[:, 1]
-        v = -sin * offset[:, 0] + cos * offset[:, 1]
-        half_w, half_h = boxes[:, 2] / 2, boxes[:, 3] / 2
-        distances = torch.stack([half_w + u, half_h + v, half_w - u, half_h - v], dim=1)
-        return distances / strides[:, None]
+        return DistanceAngleCoder.encode_parts(points, strides[:, None], boxes[:, :2], boxes[:, 2:4], boxes[:, 4])
+
+    @staticmethod
+    def encode_parts(points: Tensor, strides: Tensor, center: Tensor, size: Tensor, theta: Tensor) -> Tensor:
+        """:meth:`encode` of a box given as ``center[N, 2]``, ``size[N, 2]`` (w, h), ``theta[N]``, with
+        ``strides[N, 1]``: the same arithmetic, element by element, in fewer tensor operations."""
+        offset = points - center  # [N, 2]
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        # Rows (cos, sin) and (-sin, cos): u = cos * dx + sin * dy, v = -sin * dx + cos * dy, each
+        # the sum of its two products in that order (as written out, to the last bit).
+        rotation = torch.stack([cos, sin, -sin, cos], dim=1).view(-1, 2, 2)
+        uv = (rotation * offset[:, None, :]).sum(dim=2)  # [N, 2]
+        half = size / 2  # (w/2, h/2)
+        distances = torch.cat([half + uv, half - uv], dim=1)  # left, top, right, bottom
+        return distances / strides
 
     @staticmethod
     def decode(points: Tensor, strides: Tensor, distances: Tensor, theta: Tensor) -> Tensor:
@@ -150,12 +174,17 @@ class DistanceAngleCoder:
         inverses and the IoU loss sees the raw prediction); use :func:`regularize_le135` for output.
         """
         distances = distances * strides[..., None]
-        left, top, right, bottom = distances.unbind(-1)
+        near, far = distances.unflatten(-1, (2, 2)).unbind(-2)  # (left, top), (right, bottom)
+        half = (far - near) / 2  # (du, dv)
+        size = near + far  # (left + right, top + bottom)
         cos, sin = torch.cos(theta), torch.sin(theta)
-        du, dv = (right - left) / 2, (bottom - top) / 2
-        cx = points[..., 0] + cos * du - sin * dv
-        cy = points[..., 1] + sin * du + cos * dv
-        return torch.stack([cx, cy, left + right, top + bottom, theta], dim=-1)
+        # Row k of ``moves`` is half[k] times row k of the rotation, (cos, sin) for du and
+        # (-sin, cos) for dv: cx = px + cos du - sin dv, cy = py + sin du + cos dv, added in that
+        # order (as written out, to the last bit).
+        rotation = torch.stack([cos, sin, -sin, cos], dim=-1).unflatten(-1, (2, 2))
+        by_du, by_dv = (rotation * half[..., None]).unbind(-2)
+        center = points + by_du + by_dv
+        return torch.cat([center, size, theta[..., None]], dim=-1)
 
 
 class DeltaXYWHACoder:
@@ -183,15 +212,25 @@ class DeltaXYWHACoder:
         return torch.stack([dx, dy, dw, dh, dt], dim=1)
 
     @classmethod
-    def decode(cls, anchors: Tensor, deltas: Tensor) -> Tensor:
+    def decode(cls, anchors: Tensor, deltas: Tensor, rotation: Tensor | None = None) -> Tensor:
         """Boxes ``Tensor[N, 5]`` (le135 angle) from ``deltas[N, 5]`` relative to ``anchors[N, 5]``
-        (or any leading shapes that broadcast)."""
-        dx, dy, dw, dh, dt = deltas.unbind(-1)
-        dw = dw.clamp(-cls.max_ratio, cls.max_ratio)
-        dh = dh.clamp(-cls.max_ratio, cls.max_ratio)
-        xa, ya, wa, ha, ta = anchors.unbind(-1)
+        (or any leading shapes that broadcast). ``rotation``: :meth:`anchor_rotation` of the anchors
+        where the caller keeps it (fixed anchors), else computed here."""
+        if rotation is None:
+            rotation = cls.anchor_rotation(anchors)
+        anchor_wh = anchors[..., 2:4]
+        # (wa dx, ha dy) times the rows (cos, sin) and (-sin, cos) of the anchor's rotation:
+        # x = xa + wa dx cos - ha dy sin, y = ya + wa dx sin + ha dy cos, added in that order.
+        scaled = anchor_wh * deltas[..., :2]
+        by_dx, by_dy = (rotation * scaled[..., None]).unbind(-2)
+        center = anchors[..., :2] + by_dx + by_dy
+        size = anchor_wh * torch.exp(deltas[..., 2:4].clamp(-cls.max_ratio, cls.max_ratio))
+        theta = _norm_le135(anchors[..., 4] + math.pi * deltas[..., 4])
+        return torch.cat([center, size, theta[..., None]], dim=-1)
+
+    @staticmethod
+    def anchor_rotation(anchors: Tensor) -> Tensor:
+        """Tensor[..., 2, 2] rows ``(cos ta, sin ta)`` and ``(-sin ta, cos ta)`` of ``anchors[..., 5]``."""
+        ta = anchors[..., 4]
         cos, sin = torch.cos(ta), torch.sin(ta)
-        x = xa + wa * dx * cos - ha * dy * sin
-        y = ya + wa * dx * sin + ha * dy * cos
-        theta = _norm_le135(ta + math.pi * dt)
-        return torch.stack([x, y, wa * torch.exp(dw), ha * torch.exp(dh), theta], dim=-1)
+        return torch.stack([cos, sin, -sin, cos], dim=-1).unflatten(-1, (2, 2))

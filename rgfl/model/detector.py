@@ -247,10 +247,11 @@ class RotatedGFL(nn.Module):
         # Flatten images into one axis of B * P anchors; negatives point at ground truth 0 of their
         # image (or the padding row) so that every anchor has a finite, unused box target.
         gt_index = result.gt_index.clamp(min=0)  # [B, P]
+        image_index = self._image_index(batch, device)  # [B, 1]
         positive = result.positive.reshape(-1)  # [B*P]
-        labels = torch.where(result.positive, padded.labels.gather(1, gt_index), num_classes).reshape(-1)
+        labels = torch.where(result.positive, padded.labels[image_index, gt_index], num_classes).reshape(-1)
         valid = (~result.ignored).reshape(-1)
-        gt_boxes = padded.boxes.gather(1, gt_index[..., None].expand(batch, num_priors, 5)).reshape(-1, 5)
+        gt_boxes = padded.boxes[image_index, gt_index].reshape(-1, 5)
         # mmdet/ATSS normalizer: sum over images of max(#positives, 1).
         num_pos_per_image = result.positive.sum(dim=1).clamp(min=1).sum().float()
 
@@ -258,6 +259,16 @@ class RotatedGFL(nn.Module):
         box_logits = outputs.box_logits.reshape(batch * num_priors, -1)
         angle_logits = outputs.angle_logits.reshape(-1) if outputs.angle_logits is not None else None
         return self.loss_terms(cls_logits, box_logits, angle_logits, labels, valid, positive, gt_boxes, priors, batch, num_pos_per_image)
+
+    def _image_index(self, batch: int, device: torch.device) -> Tensor:
+        """Tensor[B, 1] int64 ``0..B-1``, kept per batch size and device (an index for the padded targets)."""
+        key = (batch, str(device))
+        cache = self.__dict__.setdefault("_image_index_cache", {})
+        if key not in cache:
+            if len(cache) > 16:
+                cache.clear()
+            cache[key] = torch.arange(batch, device=device)[:, None]
+        return cache[key]
 
     def loss_terms(
         self,
@@ -298,26 +309,40 @@ class RotatedGFL(nn.Module):
         for target in targets:
             if target.boxes.dim() != 2 or target.boxes.shape[1] != 5:
                 raise ValueError(f"target {target.image_id!r}: boxes must be [M, 5] obb, got {tuple(target.boxes.shape)}")
-            labels = target.labels
-            # The range check reads the labels on the host only where they already are there:
-            # reading device tensors would stall the step (a device-side assert guards those).
-            if labels.numel() and labels.device.type == "cpu" and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-                raise ValueError(
-                    f"target {target.image_id!r}: labels must be in [0, {self.num_classes}), got {labels.min().item()}..{labels.max().item()}"
-                )
+        # The range check reads the labels on the host only where they already are there: reading
+        # device tensors would stall the step (a device-side assert guards those). One check for
+        # all of them (each operator is a launch); the per-target one only names the culprit.
+        host_labels = [t.labels for t in targets if t.labels.numel() and t.labels.device.type == "cpu"]
+        if host_labels:
+            low, high = torch.cat(host_labels).aminmax() if len(host_labels) > 1 else host_labels[0].aminmax()
+            if int(low) < 0 or int(high) >= self.num_classes:
+                for target in targets:
+                    labels = target.labels
+                    if labels.numel() and labels.device.type == "cpu" and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+                        raise ValueError(
+                            f"target {target.image_id!r}: labels must be in [0, {self.num_classes}), got {labels.min().item()}..{labels.max().item()}"
+                        )
         pad = torch.nn.utils.rnn.pad_sequence
-        boxes = pad([t.boxes.to(device=device, dtype=torch.float32) for t in targets], batch_first=True)
-        labels = pad([t.labels.to(device) for t in targets], batch_first=True)
-        ignore = pad([t.ignore.to(device) if t.ignore is not None else t.labels.new_zeros(t.labels.shape, dtype=torch.bool).to(device) for t in targets], batch_first=True)
-        valid = pad([torch.ones_like(t.labels, dtype=torch.bool).to(device) for t in targets], batch_first=True)
+        # (Conversions that would be no-ops are skipped: each is an operator call.)
+        boxes = pad([_as(t.boxes, device, torch.float32) for t in targets], batch_first=True)
+        label_list = [_as(t.labels, device, torch.long) for t in targets]  # class indices (one_hot, gather) are int64
+        ignore = pad([_as(t.ignore, device) if t.ignore is not None else t.labels.new_zeros(t.labels.shape, dtype=torch.bool).to(device) for t in targets], batch_first=True)
         if boxes.shape[1] == 0:  # no object in the whole batch: one padding row keeps shapes non-empty
             batch = len(targets)
             boxes = boxes.new_zeros((batch, 1, 5))
-            labels = labels.new_zeros((batch, 1))
+            labels = pad(label_list, batch_first=True).new_zeros((batch, 1))
             ignore = ignore.new_zeros((batch, 1))
-            valid = valid.new_zeros((batch, 1))
-        elif device.type != "cpu":
-            torch._assert_async(((labels >= 0) & (labels < self.num_classes)).all(), "target labels out of range")
+            valid = torch.zeros((batch, 1), dtype=torch.bool, device=device)
+        else:
+            # Padding rows get int64's lowest value, which no class has: one comparison marks
+            # the real rows (instead of a tensor of ones per image). A padding row is never
+            # assigned, so its label is always masked out.
+            padding = torch.iinfo(torch.long).min
+            labels = pad(label_list, batch_first=True, padding_value=padding)
+            valid = labels != padding
+            if device.type != "cpu":
+                # Real rows must be in [0, C); the padding rows are negative, hence the "== valid".
+                torch._assert_async((((labels >= 0) == valid) & (labels < self.num_classes)).all(), "target labels out of range")
         return _PaddedTargets(boxes, labels, ignore, valid)
 
     # ------------------------------------------------------------------ inference
@@ -406,10 +431,17 @@ class RotatedGFL(nn.Module):
         )
 
 
+def _as(tensor: Tensor, device: torch.device, dtype: torch.dtype | None = None) -> Tensor:
+    """``tensor.to(device, dtype)``, without the operator call where it would change nothing."""
+    if tensor.device == device and (dtype is None or tensor.dtype == dtype):
+        return tensor
+    return tensor.to(device=device, dtype=dtype)
+
+
 @dataclass
 class _PaddedTargets:
     """A batch's targets padded to the largest M: boxes Tensor[B, M, 5] float32, labels Tensor[B, M]
-    int64, ignore and valid Tensor[B, M] bool (valid is False on padding rows)."""
+    int64 (any value on padding rows), ignore and valid Tensor[B, M] bool (valid is False on padding rows)."""
 
     boxes: Tensor
     labels: Tensor

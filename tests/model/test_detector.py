@@ -316,3 +316,19 @@ def test_dfl_targets_follow_the_equivalent_box_closest_to_the_predicted_angle():
     from rgfl.ops import box_iou_rotated
 
     torch.testing.assert_close(box_iou_rotated(same, box, aligned=True), torch.ones(4), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
+def test_label_dtypes_give_the_same_losses(dtype):
+    # Labels of any integer dtype are class indices: the padding of a batch's targets (marked by a
+    # value no class has) and the one-hot QFL targets must not depend on how they were stored.
+    model = _small_model("gfl").train()
+    images = torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    scene = _scene_targets()[0]
+    targets = [scene, Target(scene.boxes[:1] + 5.0, scene.labels[:1])]  # a shorter second image: padding rows
+    reference = model.compute_losses(images, targets)
+    cast = [Target(t.boxes, t.labels.to(dtype)) for t in targets]
+    losses = model.compute_losses(images, cast)
+    assert losses["num_pos"].item() == reference["num_pos"].item() > 0
+    for key in reference:
+        torch.testing.assert_close(losses[key], reference[key])

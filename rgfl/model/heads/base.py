@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from rgfl.model.coder import Priors
 
-__all__ = ["HeadOutputs", "HeadOptions", "AnchorTargets", "DenseHead", "Scale", "conv_tower"]
+__all__ = ["HeadOutputs", "HeadOptions", "AnchorTargets", "DenseHead", "Scale", "conv_tower", "float32", "weighted", "repeated_priors"]
 
 
 @dataclass
@@ -127,9 +127,28 @@ def _tower_layers(tower: nn.Sequential) -> list[tuple[nn.Conv2d, nn.GroupNorm]]:
     return [(modules[i], modules[i + 1]) for i in range(0, len(modules), 3)]
 
 
-def _flatten(t: Tensor) -> Tensor:
-    """Tensor[B, X, H, W] -> Tensor[B, H*W, X] (row-major points, the order of the priors)."""
-    return t.flatten(2).transpose(1, 2)
+def _concat_levels(per_level: list[Tensor]) -> Tensor:
+    """[Tensor[B, X, H_l, W_l]] -> Tensor[B, X, P] (levels in order, row-major points: the order of
+    the priors). One concatenation for all levels, then one transpose gives the [B, P, X] layout
+    (each operator is a launch on a GPU, and its backward another): a transposed view, not contiguous."""
+    return torch.cat([t.flatten(2) for t in per_level], dim=2)
+
+
+def float32(tensor: Tensor) -> Tensor:
+    """``tensor.float()``, without the operator call where it would change nothing."""
+    return tensor if tensor.dtype == torch.float32 else tensor.float()
+
+
+def weighted(weight: float, loss: Tensor) -> Tensor:
+    """``weight * loss``, without the operator call (and its backward) for a weight of 1 (the same value)."""
+    return loss if weight == 1.0 else weight * loss
+
+
+def repeated_priors(priors: Priors, name: str, batch: int) -> Tensor:
+    """``priors.<name>`` (``centers``, ``strides`` or ``anchor_side``) repeated for ``batch`` images:
+    Tensor[B*P, ...], image-major, made once per priors and batch size."""
+    tensor = getattr(priors, name)
+    return priors.derived((name, batch), lambda: tensor.repeat(batch, *[1] * (tensor.dim() - 1)))
 
 
 class DenseHead(nn.Module):
@@ -236,6 +255,10 @@ class DenseHead(nn.Module):
         cls_feat, reg_feat = x.chunk(2, dim=1)
         return cls_feat, reg_feat
 
+    def scale_box_logits(self, box_logits: Tensor, level_sizes: list[tuple[int, int]]) -> Tensor:
+        """Hook on the box logits of all levels, Tensor[B, D, P] (``gfl`` multiplies each level by its ``Scale``)."""
+        return box_logits
+
     def finish(self, outputs: HeadOutputs) -> HeadOutputs:
         """Hook on the flattened outputs of all levels (``gflv2`` multiplies in its quality here)."""
         return outputs
@@ -246,15 +269,17 @@ class DenseHead(nn.Module):
         tower_layers = self.paired_tower_layers()
         for level, feature in enumerate(features):
             cls, box, angle = self.level_outputs(level, *self.paired_towers(feature, tower_layers))
-            cls_per_level.append(_flatten(cls))  # [B, H*W, C]
-            box_per_level.append(_flatten(box))  # [B, H*W, D]
+            cls_per_level.append(cls)  # [B, C, H, W]
+            box_per_level.append(box)  # [B, D, H, W]
             if angle is not None:
                 angle_per_level.append(angle.flatten(1))  # [B, H*W]
+        level_sizes = [(int(f.shape[2]), int(f.shape[3])) for f in features]
+        box_logits = self.scale_box_logits(_concat_levels(box_per_level), level_sizes)  # [B, D, P]
         outputs = HeadOutputs(
-            cls_logits=torch.cat(cls_per_level, dim=1),
-            box_logits=torch.cat(box_per_level, dim=1),
+            cls_logits=_concat_levels(cls_per_level).transpose(1, 2),  # [B, P, C]
+            box_logits=box_logits.transpose(1, 2),  # [B, P, D]
             angle_logits=torch.cat(angle_per_level, dim=1) if angle_per_level else None,
-            level_sizes=[(int(f.shape[2]), int(f.shape[3])) for f in features],
+            level_sizes=level_sizes,
             strides=list(strides),
         )
         return self.finish(outputs)
@@ -273,7 +298,7 @@ class DenseHead(nn.Module):
 
     def scores(self, cls_logits: Tensor) -> Tensor:
         """Detection scores in [0, 1] (float32, same shape) from ``cls_logits`` (Tensor[..., C])."""
-        return torch.sigmoid(cls_logits.float())
+        return torch.sigmoid(float32(cls_logits))
 
     def decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor) -> Tensor:
         """Boxes Tensor[N, 5] float32 of the predictions at prior rows ``index`` (Tensor[N]).
@@ -295,16 +320,18 @@ class DenseHead(nn.Module):
         raise NotImplementedError
 
     def decode_all(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, batch: int) -> Tensor:
-        """Boxes Tensor[B*P, 5] at every prior of ``batch`` images (rows image-major, as ``box_logits [B*P, D]``)."""
-        shape = (batch, -1)
-        boxes = self.decode_boxes(
-            box_logits.unflatten(0, shape),
-            angle_logits.unflatten(0, shape) if angle_logits is not None else None,
-            priors.centers[None],
-            priors.strides[None],
-            priors.anchor_side[None],
+        """Boxes Tensor[B*P, 5] at every prior of ``batch`` images (rows image-major, as ``box_logits [B*P, D]``).
+
+        The priors repeated once per image are kept with them (``Priors.derived``), so the rows
+        decode as they are, without reshaping the logits and the boxes (operator calls, and as
+        many in the backward pass)."""
+        return self.decode_boxes(
+            box_logits,
+            angle_logits,
+            repeated_priors(priors, "centers", batch),
+            repeated_priors(priors, "strides", batch),
+            repeated_priors(priors, "anchor_side", batch),
         )
-        return boxes.flatten(0, 1)
 
     def losses(
         self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: AnchorTargets, priors: Priors

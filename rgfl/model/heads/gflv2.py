@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rgfl.model.heads.base import HeadOptions, HeadOutputs
+from rgfl.model.heads.base import HeadOptions, HeadOutputs, float32
 from rgfl.model.heads.gfl import GFLHead
 
 __all__ = ["GFLv2Head", "DistributionQuality", "joint_logit"]
@@ -76,7 +76,7 @@ class DistributionQuality(nn.Module):
     def forward(self, box_logits: Tensor) -> Tensor:
         """Quality logits Tensor[...] (float32) of side logits Tensor[..., 4K] (softmax per side)."""
         with torch.autocast(device_type=box_logits.device.type, enabled=False):
-            probs = F.softmax(box_logits.float().unflatten(-1, (self.num_sides, self.num_bins)), dim=-1)
+            probs = F.softmax(float32(box_logits).unflatten(-1, (self.num_sides, self.num_bins)), dim=-1)
             return self.out(F.relu(self.hidden(self.statistics(probs)))).squeeze(-1)
 
 
@@ -87,8 +87,8 @@ def joint_logit(cls_logits: Tensor, quality_logits: Tensor) -> Tensor:
     so ``log(1 - s q) = logaddexp(logsigmoid(-c), logsigmoid(c) + logsigmoid(-z))``: finite and
     smooth for any inputs. ``quality_logits`` broadcasts against ``cls_logits`` (e.g. [B, P, 1] vs [B, P, C]).
     """
-    c = cls_logits.float()
-    z = quality_logits.float()
+    c = float32(cls_logits)
+    z = float32(quality_logits)
     log_s, log_not_s = F.logsigmoid(c), F.logsigmoid(-c)
     log_p = log_s + F.logsigmoid(z)
     log_not_p = _logaddexp(log_not_s, log_s + F.logsigmoid(-z))

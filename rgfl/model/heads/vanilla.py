@@ -14,7 +14,7 @@ from torch import Tensor
 
 from rgfl.losses.gfl import rotated_iou, sigmoid_focal_loss
 from rgfl.model.coder import DeltaXYWHACoder, DistanceAngleCoder, Priors
-from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions
+from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, float32, weighted
 
 __all__ = ["VanillaHead"]
 
@@ -48,12 +48,21 @@ class VanillaHead(DenseHead):
         if options.quality_weight_floor > 0:
             raise ValueError("quality_weight_floor is for the gfl head's score-weighted box loss; the vanilla head does not weight it")
 
+    def deltas(self, box_logits: Tensor) -> Tensor:
+        """Deltas Tensor[..., 5] of box logits Tensor[..., 5K]: the expectation of each distribution."""
+        probs = F.softmax(float32(box_logits).unflatten(-1, (5, self.num_bins)), dim=-1)
+        return (probs * self.projection).sum(dim=-1)
+
     def decode_boxes(self, box_logits: Tensor, angle_logits: Tensor | None, centers: Tensor, strides: Tensor, anchor_side: Tensor) -> Tensor:
-        probs = F.softmax(box_logits.float().unflatten(-1, (5, self.num_bins)), dim=-1)
-        deltas = (probs * self.projection).sum(dim=-1)  # [..., 5]
         # The square, axis-aligned anchor of each point (Priors.anchors()).
         anchors = torch.stack([centers[..., 0], centers[..., 1], anchor_side, anchor_side, torch.zeros_like(anchor_side)], dim=-1)
-        return DeltaXYWHACoder.decode(anchors, deltas)
+        return DeltaXYWHACoder.decode(anchors, self.deltas(box_logits))
+
+    def decode_all(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, batch: int) -> Tensor:
+        # As decode_boxes, with the anchors and their rotation, repeated per image, kept with the priors.
+        anchors = priors.derived(("anchors", batch), lambda: priors.anchors().repeat(batch, 1))  # [B*P, 5]
+        rotation = priors.derived(("anchor_rotation", batch), lambda: DeltaXYWHACoder.anchor_rotation(anchors))  # [B*P, 2, 2]
+        return DeltaXYWHACoder.decode(anchors, self.deltas(box_logits), rotation)
 
     def losses(
         self, cls_logits: Tensor, box_logits: Tensor, angle_logits: Tensor | None, targets: AnchorTargets, priors: Priors
@@ -71,8 +80,8 @@ class VanillaHead(DenseHead):
         loss_bbox = torch.where(positive, -iou.clamp(min=1e-6).log(), 0.0).sum()
         num_pos = positive.sum().float()
         return {
-            "loss_cls": opts.loss_cls_weight * loss_cls / avg_factor,
-            "loss_bbox": opts.loss_bbox_weight * loss_bbox / avg_factor,
+            "loss_cls": weighted(opts.loss_cls_weight, loss_cls) / avg_factor,
+            "loss_bbox": weighted(opts.loss_bbox_weight, loss_bbox) / avg_factor,
             "num_pos": num_pos,
             "pos_iou": torch.where(positive, iou.detach(), 0.0).sum() / num_pos.clamp(min=1.0),
         }
