@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from rgfl.ops import box_iou_rotated
+from rgfl.tensors import converted, float32
 
 __all__ = ["AssignResult", "RotatedATSSAssigner"]
 
@@ -140,8 +141,8 @@ class RotatedATSSAssigner:
         rows = batch * num_gts  # one row per (image, ground truth)
         # (Conversions are skipped where they would be no-ops: each is an operator launch on a GPU.)
         with torch.autocast(device_type=device.type, enabled=False):
-            anchors = _float32(anchors)
-            gt_rows = _float32(gt_boxes.reshape(rows, 5))
+            anchors = float32(anchors)
+            gt_rows = float32(gt_boxes.reshape(rows, 5))
             layout = self._layout(anchors, num_per_level)
             candidates = self._candidates(layout, gt_rows[:, :2])  # [R, K]
             num_candidates = candidates.shape[1]
@@ -163,7 +164,7 @@ class RotatedATSSAssigner:
                 plain = ious.mean(dim=1) + ious.std(dim=1) if num_candidates > 1 else ious[:, 0]
                 threshold = torch.where(usable.all(dim=1), plain, self._masked_threshold(ious, usable))
                 is_pos = (ious >= threshold[:, None]) & inside & usable
-            is_pos &= _on(gt_valid, device).reshape(rows, 1)
+            is_pos &= converted(gt_valid, device).reshape(rows, 1)
 
             # Resolve anchors claimed by several ground truths of an image: highest IoU, then lowest
             # index. Anchors are numbered over the batch (image b's anchor p is b * P + p), so one
@@ -185,7 +186,7 @@ class RotatedATSSAssigner:
         gt_index = torch.where(assigned, winner, -1)
         gt_iou = torch.where(assigned, best_iou.view(batch, num_anchors), 0.0)
         if gt_ignore is not None:
-            ignored = assigned & _on(gt_ignore, device).gather(1, winner.clamp(max=num_gts - 1))
+            ignored = assigned & converted(gt_ignore, device).gather(1, winner.clamp(max=num_gts - 1))
         else:
             ignored = torch.zeros_like(assigned)
         positive = assigned & ~ignored
@@ -271,9 +272,3 @@ class _Layout:
     image_offsets: dict[int, Tensor] = field(default_factory=dict)  # per batch size, Tensor[B, 1] ``b * P``
 
 
-def _float32(tensor: Tensor) -> Tensor:
-    return tensor if tensor.dtype == torch.float32 else tensor.float()
-
-
-def _on(tensor: Tensor, device: torch.device) -> Tensor:
-    return tensor if tensor.device == device else tensor.to(device)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rgfl.ops import box_iou_rotated
+from rgfl.tensors import float32
 
 __all__ = [
     "quality_focal_loss",
@@ -34,8 +35,8 @@ def quality_focal_loss(logits: Tensor, quality: Tensor, beta: float = 2.0, score
 
     Returns: Tensor[N, C] float32 (computed in float32 for stability under autocast).
     """
-    logits = _float32(logits)
-    quality = _float32(quality)
+    logits = float32(logits)
+    quality = float32(quality)
     scale = ((torch.sigmoid(logits) if scores is None else scores) - quality).abs().pow(beta)
     return F.binary_cross_entropy_with_logits(logits, quality, reduction="none") * scale
 
@@ -49,8 +50,8 @@ def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:
 
     Returns: Tensor[N] float32.
     """
-    logits = _float32(logits)
-    target = _float32(target)
+    logits = float32(logits)
+    target = float32(target)
     # A non-finite target (weights already diverged) must give a non-finite loss that the engine
     # reports, not an out-of-range index: gather on bin 0 and let NaN flow through the weights.
     # The bins are found in float32 (exact for these small integers) and both are gathered at once.
@@ -66,8 +67,8 @@ def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:
 
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
     """Focal loss per element (RetinaNet; hard 0/1 ``targets``), Tensor[N, C] float32."""
-    logits = _float32(logits)
-    targets = _float32(targets)
+    logits = float32(logits)
+    targets = float32(targets)
     prob = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p_t = prob * targets + (1 - prob) * (1 - targets)
@@ -83,9 +84,7 @@ def rotated_iou(pred: Tensor, target: Tensor) -> Tensor:
     """
     with torch.autocast(device_type=pred.device.type, enabled=False):
         # box_iou_rotated's result is already in [0, 1].
-        pred = pred if pred.dtype == torch.float32 else pred.float()
-        target = target if target.dtype == torch.float32 else target.float()
-        return box_iou_rotated(pred, target, aligned=True)
+        return box_iou_rotated(float32(pred), float32(target), aligned=True)
 
 
 def rotated_iou_loss(pred: Tensor, target: Tensor, mode: str = "linear", eps: float = 1e-6) -> Tensor:
@@ -101,10 +100,6 @@ def rotated_iou_loss(pred: Tensor, target: Tensor, mode: str = "linear", eps: fl
         return -iou.clamp(min=eps).log()
     raise ValueError(f"mode must be 'linear' or 'log', got {mode!r}")
 
-
-def _float32(tensor: Tensor) -> Tensor:
-    # ``.float()`` without the operator call where it changes nothing (each call is a launch on a GPU).
-    return tensor if tensor.dtype == torch.float32 else tensor.float()
 
 
 def reduce_mean(value: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from rgfl.model.heads import AnchorTargets, HeadOptions, HeadOutputs, head_class
 from rgfl.model.heads.gfl import closest_representation as _closest_representation  # noqa: F401 (tests import it from here)
 from rgfl.ops import batched_nms_rotated, obb2poly
 from rgfl.structures import Detections, Target
+from rgfl.tensors import converted
 
 __all__ = ["RotatedGFL"]
 
@@ -324,9 +325,9 @@ class RotatedGFL(nn.Module):
                         )
         pad = torch.nn.utils.rnn.pad_sequence
         # (Conversions that would be no-ops are skipped: each is an operator call.)
-        boxes = pad([_as(t.boxes, device, torch.float32) for t in targets], batch_first=True)
-        label_list = [_as(t.labels, device, torch.long) for t in targets]  # class indices (one_hot, gather) are int64
-        ignore = pad([_as(t.ignore, device) if t.ignore is not None else t.labels.new_zeros(t.labels.shape, dtype=torch.bool).to(device) for t in targets], batch_first=True)
+        boxes = pad([converted(t.boxes, device, torch.float32) for t in targets], batch_first=True)
+        label_list = [converted(t.labels, device, torch.long) for t in targets]  # class indices (one_hot, gather) are int64
+        ignore = pad([converted(t.ignore, device) if t.ignore is not None else t.labels.new_zeros(t.labels.shape, dtype=torch.bool).to(device) for t in targets], batch_first=True)
         if boxes.shape[1] == 0:  # no object in the whole batch: one padding row keeps shapes non-empty
             batch = len(targets)
             boxes = boxes.new_zeros((batch, 1, 5))
@@ -430,12 +431,6 @@ class RotatedGFL(nn.Module):
             extras={"polygons": torch.zeros((0, 8), device=device)},
         )
 
-
-def _as(tensor: Tensor, device: torch.device, dtype: torch.dtype | None = None) -> Tensor:
-    """``tensor.to(device, dtype)``, without the operator call where it would change nothing."""
-    if tensor.device == device and (dtype is None or tensor.dtype == dtype):
-        return tensor
-    return tensor.to(device=device, dtype=dtype)
 
 
 @dataclass

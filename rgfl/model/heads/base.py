@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rgfl.model.coder import Priors
+from rgfl.tensors import float32
 
-__all__ = ["HeadOutputs", "HeadOptions", "AnchorTargets", "DenseHead", "Scale", "conv_tower", "float32", "weighted", "repeated_priors"]
+__all__ = ["HeadOutputs", "HeadOptions", "AnchorTargets", "DenseHead", "Scale", "conv_tower", "weighted", "repeated_priors"]
 
 
 @dataclass
@@ -133,10 +134,6 @@ def _concat_levels(per_level: list[Tensor]) -> Tensor:
     (each operator is a launch on a GPU, and its backward another): a transposed view, not contiguous."""
     return torch.cat([t.flatten(2) for t in per_level], dim=2)
 
-
-def float32(tensor: Tensor) -> Tensor:
-    """``tensor.float()``, without the operator call where it would change nothing."""
-    return tensor if tensor.dtype == torch.float32 else tensor.float()
 
 
 def weighted(weight: float, loss: Tensor) -> Tensor:

@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from rgfl.losses.gfl import distribution_focal_loss, quality_focal_loss, reduce_mean, rotated_iou
 from rgfl.model.coder import DistanceAngleCoder, Priors
-from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, Scale, float32, repeated_priors, weighted
+from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, Scale, repeated_priors, weighted
+from rgfl.tensors import float32
 
 __all__ = ["GFLHead", "closest_representation", "closest_representation_parts"]
 

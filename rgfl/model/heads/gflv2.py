@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rgfl.model.heads.base import HeadOptions, HeadOutputs, float32
+from rgfl.model.heads.base import HeadOptions, HeadOutputs
+from rgfl.tensors import float32
 from rgfl.model.heads.gfl import GFLHead
 
 __all__ = ["GFLv2Head", "DistributionQuality", "joint_logit"]

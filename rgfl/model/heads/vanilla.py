@@ -14,7 +14,8 @@ from torch import Tensor
 
 from rgfl.losses.gfl import rotated_iou, sigmoid_focal_loss
 from rgfl.model.coder import DeltaXYWHACoder, DistanceAngleCoder, Priors
-from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, float32, weighted
+from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, weighted
+from rgfl.tensors import float32
 
 __all__ = ["VanillaHead"]
 
