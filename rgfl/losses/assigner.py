@@ -270,5 +270,3 @@ class _Layout:
     column_levels: list[tuple[int, int]]  # (level, number of columns) of each non-empty level, in column order
     column_strides: tuple[tuple[float, ...], Tensor] | None = None
     image_offsets: dict[int, Tensor] = field(default_factory=dict)  # per batch size, Tensor[B, 1] ``b * P``
-
-

@@ -101,7 +101,6 @@ def rotated_iou_loss(pred: Tensor, target: Tensor, mode: str = "linear", eps: fl
     raise ValueError(f"mode must be 'linear' or 'log', got {mode!r}")
 
 
-
 def reduce_mean(value: Tensor) -> Tensor:
     """Mean of a scalar tensor over the processes of ``torch.distributed`` (identity when not initialized)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):

@@ -23,7 +23,7 @@ from rgfl.model.heads import AnchorTargets, HeadOptions, HeadOutputs, head_class
 from rgfl.model.heads.gfl import closest_representation as _closest_representation  # noqa: F401 (tests import it from here)
 from rgfl.ops import batched_nms_rotated, obb2poly
 from rgfl.structures import Detections, Target
-from rgfl.tensors import converted
+from rgfl.tensors import converted, kept
 
 __all__ = ["RotatedGFL"]
 
@@ -168,11 +168,7 @@ class RotatedGFL(nn.Module):
     def priors(self, outputs: HeadOutputs, device: torch.device) -> Priors:
         """The prior points of ``outputs`` (cached per feature-map sizes and device)."""
         key = (tuple(outputs.level_sizes), str(device))
-        if key not in self._priors_cache:
-            if len(self._priors_cache) > 16:
-                self._priors_cache.clear()
-            self._priors_cache[key] = make_priors(outputs.level_sizes, self.strides, self.octave_base_scale, device, self.prior_offset)
-        return self._priors_cache[key]
+        return kept(self._priors_cache, key, lambda: make_priors(outputs.level_sizes, self.strides, self.octave_base_scale, device, self.prior_offset))
 
     def decode(self, box_logits: Tensor, angle_logits: Tensor | None, priors: Priors, index: Tensor) -> Tensor:
         """Decode predictions at prior rows ``index`` (Tensor[N]) into Tensor[N, 5] boxes (float32):
@@ -248,7 +244,7 @@ class RotatedGFL(nn.Module):
         # Flatten images into one axis of B * P anchors; negatives point at ground truth 0 of their
         # image (or the padding row) so that every anchor has a finite, unused box target.
         gt_index = result.gt_index.clamp(min=0)  # [B, P]
-        image_index = self._image_index(batch, device)  # [B, 1]
+        image_index = priors.derived(("image_index", batch), lambda: torch.arange(batch, device=device)[:, None])  # [B, 1] int64
         positive = result.positive.reshape(-1)  # [B*P]
         labels = torch.where(result.positive, padded.labels[image_index, gt_index], num_classes).reshape(-1)
         valid = (~result.ignored).reshape(-1)
@@ -260,16 +256,6 @@ class RotatedGFL(nn.Module):
         box_logits = outputs.box_logits.reshape(batch * num_priors, -1)
         angle_logits = outputs.angle_logits.reshape(-1) if outputs.angle_logits is not None else None
         return self.loss_terms(cls_logits, box_logits, angle_logits, labels, valid, positive, gt_boxes, priors, batch, num_pos_per_image)
-
-    def _image_index(self, batch: int, device: torch.device) -> Tensor:
-        """Tensor[B, 1] int64 ``0..B-1``, kept per batch size and device (an index for the padded targets)."""
-        key = (batch, str(device))
-        cache = self.__dict__.setdefault("_image_index_cache", {})
-        if key not in cache:
-            if len(cache) > 16:
-                cache.clear()
-            cache[key] = torch.arange(batch, device=device)[:, None]
-        return cache[key]
 
     def loss_terms(
         self,
@@ -430,7 +416,6 @@ class RotatedGFL(nn.Module):
             torch.zeros(0, dtype=torch.long, device=device),
             extras={"polygons": torch.zeros((0, 8), device=device)},
         )
-
 
 
 @dataclass

@@ -135,7 +135,6 @@ def _concat_levels(per_level: list[Tensor]) -> Tensor:
     return torch.cat([t.flatten(2) for t in per_level], dim=2)
 
 
-
 def weighted(weight: float, loss: Tensor) -> Tensor:
     """``weight * loss``, without the operator call (and its backward) for a weight of 1 (the same value)."""
     return loss if weight == 1.0 else weight * loss

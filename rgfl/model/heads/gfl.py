@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from rgfl.losses.gfl import distribution_focal_loss, quality_focal_loss, reduce_mean, rotated_iou
 from rgfl.model.coder import DistanceAngleCoder, Priors
 from rgfl.model.heads.base import AnchorTargets, DenseHead, HeadOptions, Scale, repeated_priors, weighted
-from rgfl.tensors import float32
+from rgfl.tensors import float32, kept
 
 __all__ = ["GFLHead", "closest_representation", "closest_representation_parts"]
 
@@ -65,13 +65,12 @@ class GFLHead(DenseHead):
         """Each level's logits times its learnable ``Scale`` (GFL), for all levels in one
         multiplication by a per-point vector of the scales (instead of one per level, and as many
         backward operators): the same products."""
-        key = (tuple(level_sizes), str(box_logits.device))
-        level_of_point = self._level_of_point.get(key)
-        if level_of_point is None:
-            if len(self._level_of_point) > 16:
-                self._level_of_point.clear()
-            level_of_point = torch.cat([torch.full((h * w,), level, dtype=torch.long, device=box_logits.device) for level, (h, w) in enumerate(level_sizes)])
-            self._level_of_point[key] = level_of_point  # [P]
+        device = box_logits.device
+        level_of_point = kept(  # [P] int64
+            self._level_of_point,
+            (tuple(level_sizes), str(device)),
+            lambda: torch.cat([torch.full((h * w,), level, dtype=torch.long, device=device) for level, (h, w) in enumerate(level_sizes)]),
+        )
         scales = torch.stack([scale.scale for scale in self.scales])[level_of_point]  # [P] float32
         if box_logits.dtype == scales.dtype:
             return box_logits * scales
